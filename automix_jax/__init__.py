@@ -40,6 +40,7 @@ from ._observations import Observations, Query, queries
 from ._policies import (
     POLICIES,
     AlwaysModel,
+    Bands,
     ChainedThreshold,
     DoubleThreshold,
     Oracle,
@@ -53,7 +54,8 @@ from ._policies import (
     query_cost,
 )
 from ._protocol import DEFAULT_POLICIES, PolicyResult, Report, evaluate
-from ._routing import Tuned, outcome, route, score_grid, summarize, tune
+from ._routing import Tuned, draw_noise, outcome, route, score_grid, summarize, tune
+from ._tuned import TunedPolicy, fingerprint, fit, load_tuned, register_family
 
 __version__ = "0.1.0"
 
@@ -61,6 +63,7 @@ __all__ = [
     "DEFAULT_POLICIES",
     "POLICIES",
     "AlwaysModel",
+    "Bands",
     "AutomixError",
     "Baseline",
     "ChainedThreshold",
@@ -87,6 +90,12 @@ __all__ = [
     "Threshold",
     "TripleThreshold",
     "Tuned",
+    "TunedPolicy",
+    "draw_noise",
+    "fingerprint",
+    "fit",
+    "load_tuned",
+    "register_family",
     "baseline",
     "bin_edges",
     "cost_quality_auc",
