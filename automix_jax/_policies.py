@@ -219,7 +219,7 @@ class ChainedThreshold(Policy):
     name = "chained-threshold"
 
     def escalate_at(self, params, confidence, step, noise):
-        t = params[np.minimum(step, params.shape[0] - 1)]
+        t = params[jnp.minimum(step, params.shape[0] - 1)]
         return confidence <= t
 
     def grid(self, bins, num_models):
