@@ -32,7 +32,7 @@ from ._metrics import (
 )
 from ._observations import Observations
 from ._policies import Bands, Policy, get_policy
-from ._routing import _summarize, _tune, draw_noise
+from ._routing import _summarize, _tune
 
 logger = logging.getLogger("automix_jax")
 
@@ -141,43 +141,80 @@ def _result_json(result: PolicyResult) -> dict[str, Any]:
     jax.jit, static_argnames=("policy", "num_segments", "small", "large")
 )
 def _seeds_family(
-    policy, grid, segments, num_segments, train, idx, val, seed, low, high, small, large
+    policy,
+    grid,
+    segments,
+    num_segments,
+    train,
+    idx,
+    val,
+    train_noise,
+    val_noise,
+    low,
+    high,
+    small,
+    large,
 ):
     """Tunes each segment of `grid` on each seed's sample, evaluates on val.
 
     `segments[c]` says which family candidate c belongs to, so several families
-    that share a kernel (the bands) are tuned in one compiled call. Fields of the
-    per-seed outputs are `[S, F]`; the last output scores every candidate on val.
+    that share a kernel (the bands) are tuned in one compiled call. Random draws
+    come in as `train_noise` `[S, n_train, M]` and `val_noise` `[S, n_val, M]`
+    (None for policies that draw nothing), made on the host so that no random
+    number generator is compiled into this function.
+
+    Returns:
+        Per-seed `(index, train objective, in range, val Summary, val Lift)` with
+        fields `[S, F]`, and the val area under the cost-quality curve `[F]` of all
+        of each segment's candidates.
     """
     segment_ids = jnp.arange(num_segments)
-    keys = jax.random.split(jax.random.key(seed), idx.shape[0])
+    mine = segments[None, :] == segment_ids[:, None]  # [F, C]
+    base = baseline(val.scores, val.costs)
 
-    def one_seed(rows, key):
-        tune_key, eval_key = jax.random.split(key)
-        tuned = _tune(policy, grid, train[rows], tune_key, low, high, small, large)
+    def one_seed(rows, train_draws, val_draws):
+        draws = None if train_draws is None else train_draws[rows]
+        tuned = _tune(policy, grid, train[rows], draws, low, high, small, large)
         # The best candidate of each segment (the first of equals, as the
         # reference's max over its candidates does).
-        mine = segments[None, :] == segment_ids[:, None]
         value = jnp.where(mine, tuned.objective[None, :], -jnp.inf)
         index = jnp.argmax(value, axis=1)
         in_range = jnp.any(mine & tuned.in_range[None, :], axis=1)
         params = jax.tree.map(lambda g: g[index], grid)
-        noise = draw_noise(policy, eval_key, val)
         summary = jax.vmap(_summarize, in_axes=(None, 0, None, None, None))(
-            policy, params, val, None, noise
+            policy, params, val, None, val_draws
         )
-        base = baseline(val.scores, val.costs)
         lift = ibc_lift(
             summary, base, small=small, large=large, num_rows=val.num_queries
         )
         return index, tuned.objective[index], in_range, summary, lift
 
-    per_seed = jax.vmap(one_seed)(idx, keys)
-    noise = draw_noise(policy, keys[0], val)
+    per_seed = jax.vmap(one_seed)(idx, train_noise, val_noise)
+    first_draws = None if val_noise is None else val_noise[0]
     every = jax.vmap(_summarize, in_axes=(None, 0, None, None, None))(
-        policy, grid, val, None, noise
+        policy, grid, val, None, first_draws
     )
-    return per_seed, every
+
+    def segment_auc(member):
+        # Other segments' points are moved past the large model's cost, where
+        # they hold for no budget at all.
+        costs = jnp.where(member, every.cost, jnp.inf)
+        return cost_quality_auc(
+            costs, every.performance, base, small=small, large=large
+        )
+
+    return per_seed, jax.vmap(segment_auc)(mine)
+
+
+@functools.partial(jax.jit, static_argnames=("policies", "small", "large"))
+def _fixed_policies(policies, val, small, large):
+    """Val `Summary` and `Lift` (fields `[P]`) of untuned, non-random policies."""
+    base = baseline(val.scores, val.costs)
+    summaries = [_summarize(p, jnp.zeros(()), val, None) for p in policies]
+    summary = jax.tree.map(lambda *x: jnp.stack(x), *summaries)
+    return summary, ibc_lift(
+        summary, base, small=small, large=large, num_rows=val.num_queries
+    )
 
 
 def _sample_rows(n_train: int, train_size: int, seeds: int, seed: int) -> np.ndarray:
@@ -237,7 +274,7 @@ def evaluate(
             f"train_size {train_size} is more than the {len(train)} rows of split "
             f"{train_split!r}; each seed uses all {len(train)} (in another order)"
         )
-        logger.warning(note)
+        logger.info(note)
         notes.append(note)
         train_size = len(train)
     confidence = np.asarray(train.observations.confidences[:, small])
@@ -286,11 +323,7 @@ def evaluate(
             results.append(_best_of(outputs, seeds))
             continue
         out = outputs[policy.name]
-        auc = float(
-            cost_quality_auc(
-                out.every.cost, out.every.performance, base, small=small, large=large
-            )
-        )
+        auc = None if out.auc is None else float(out.auc)
         results.append(
             PolicyResult(
                 policy=policy.name,
@@ -342,18 +375,42 @@ class _FamilyOutput(NamedTuple):
     train_objective: np.ndarray
     summary: Summary
     lift: Any
-    every: Summary
+    auc: float | None
 
 
 def _run_families(families, data, bins, train, idx, val, seed, low, high, small, large):
-    """Runs the protocol for every family; the band families share one call."""
+    """Runs the protocol for every family.
+
+    Compiles are what a run on a few hundred rows spends its time on, so families
+    are grouped: every band family (threshold, double, triple, self-consistency)
+    is tuned in one compiled call, and every untuned deterministic policy
+    (always-small, always-large, oracle) is scored in another.
+    """
     m = data.observations.num_models
+    seeds = idx.shape[0]
     unique = list({p.name: p for p in families}.values())
     bands = [p for p in unique if isinstance(p, Bands)]
-    groups = [[p] for p in unique if not isinstance(p, Bands)]
+    fixed = [
+        p for p in unique if not p.tunable and not p.needs_noise and p not in bands
+    ]
+    groups = [[p] for p in unique if p not in bands and p not in fixed]
     if bands:
         groups.append(bands)
     outputs = {}
+    if fixed:
+        summary, lift = jax.tree.map(
+            np.asarray, _fixed_policies(tuple(fixed), val, small, large)
+        )
+        for f, policy in enumerate(fixed):
+            outputs[policy.name] = _FamilyOutput(
+                policy=policy,
+                grid=np.asarray(policy.grid(bins, m)),
+                index=np.zeros(seeds, dtype=int),
+                train_objective=np.full(seeds, np.nan),
+                summary=jax.tree.map(lambda x, f=f: np.repeat(x[f], seeds), summary),
+                lift=jax.tree.map(lambda x, f=f: np.repeat(x[f], seeds), lift),
+                auc=None,
+            )
     for group in groups:
         grids = [p.grid(bins, m) for p in group]
         if len(group) > 1 or isinstance(group[0], Bands):
@@ -363,7 +420,13 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
             kernel, kernel_grid = group[0], grids[0]
         sizes = [len(g) for g in grids]
         segments = np.repeat(np.arange(len(group)), sizes)
-        per_seed, every = _seeds_family(
+        train_noise = val_noise = None
+        if kernel.needs_noise:
+            # Host-made draws, one per seed, query and model.
+            rngs = [np.random.default_rng([seed, s]) for s in range(seeds)]
+            train_noise = np.stack([r.random(train.confidences.shape) for r in rngs])
+            val_noise = np.stack([r.random(val.confidences.shape) for r in rngs])
+        per_seed, auc = _seeds_family(
             kernel,
             kernel_grid,
             segments,
@@ -371,14 +434,15 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
             train,
             idx,
             val,
-            seed,
+            train_noise.astype(np.float32) if train_noise is not None else None,
+            val_noise.astype(np.float32) if val_noise is not None else None,
             low,
             high,
             small,
             large,
         )
         index, train_obj, in_range, summary, lift = jax.tree.map(np.asarray, per_seed)
-        every = jax.tree.map(np.asarray, every)
+        auc = np.asarray(auc)
         offsets = np.cumsum([0, *sizes])
         for f, (policy, grid) in enumerate(zip(group, grids)):
             if not in_range[:, f].all():
@@ -386,7 +450,6 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
                     f"no candidate of policy {policy.name!r} has a mean train cost "
                     f"in [{low:g}, {high:g}]; widen the cost range"
                 )
-            part = slice(offsets[f], offsets[f + 1])
             outputs[policy.name] = _FamilyOutput(
                 policy=policy,
                 grid=np.asarray(grid),
@@ -394,7 +457,7 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
                 train_objective=train_obj[:, f],
                 summary=jax.tree.map(lambda x, f=f: x[:, f], summary),
                 lift=jax.tree.map(lambda x, f=f: x[:, f], lift),
-                every=jax.tree.map(lambda x, part=part: x[part], every),
+                auc=auc[f],
             )
     return outputs
 

@@ -136,9 +136,9 @@ class Tuned(NamedTuple):
     baseline: Baseline
 
 
-def _tune(policy, grid, obs, key, cost_low, cost_high, small, large) -> Tuned:
-    # One draw per query shared by every candidate (common random numbers).
-    noise = draw_noise(policy, key, obs)
+def _tune(policy, grid, obs, noise, cost_low, cost_high, small, large) -> Tuned:
+    # `noise` is one draw per query shared by every candidate (common random
+    # numbers), or None for policies that draw nothing.
     summary = jax.vmap(_summarize, in_axes=(None, 0, None, None, None))(
         policy, grid, obs, None, noise
     )
@@ -175,4 +175,5 @@ def tune(
         A `Tuned`; `jax.tree.map(lambda g: g[t.index], grid)` is the choice.
     """
     low, high = cost_range
-    return _tune(policy, grid, obs, key, low, high, small, large)
+    noise = draw_noise(policy, key, obs)
+    return _tune(policy, grid, obs, noise, low, high, small, large)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 from ._errors import AutomixError
@@ -42,7 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _enable_compile_cache() -> None:
+    """Keeps compiled XLA programs between runs (most of a small run is compiling).
+
+    The cache lives in `$XDG_CACHE_HOME/automix-jax/xla` (or `~/.cache/...`);
+    set `AUTOMIX_JAX_NO_COMPILE_CACHE=1` to turn it off.
+    """
+    if os.environ.get("AUTOMIX_JAX_NO_COMPILE_CACHE"):
+        return
+    import jax
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
+    try:
+        jax.config.update(
+            "jax_compilation_cache_dir", os.path.join(base, "automix-jax", "xla")
+        )
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    except Exception:  # an older JAX without these options: run uncached
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _enable_compile_cache()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:

@@ -1,0 +1,223 @@
+"""`automix-jax evaluate`: the AutoMix protocol on logged model outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+from ._data import Columns, demo_path, detect_models, load
+from ._errors import DataError, PolicyError
+from ._protocol import DEFAULT_POLICIES, Report, evaluate
+
+EXAMPLES = """\
+examples:
+  automix-jax evaluate
+      the bundled real runs (GSM8K: Llama-2-13B, then GPT-4), every policy
+  automix-jax evaluate --data runs.jsonl --models llama13b,gpt4 --costs 1,50 --json
+  automix-jax evaluate --demo date --models llama13b,gpt35,gpt4 --costs 1,10,50 \\
+      --policy threshold --policy chained-threshold
+  automix-jax evaluate --data custom.jsonl --models small,large \\
+      --score-column '{model}_score' --confidence-column '{model}_confidence' \\
+      --split-column part
+"""
+
+
+def _number_list(text: str, what: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{what} must be comma-separated numbers, got {text!r}"
+        ) from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{what} must be finite numbers, got {text!r}")
+    return values
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data, model, cost and column flags shared by evaluate, tune and route."""
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        metavar="PATH",
+        help="AutoMix-style .jsonl or .csv (default: the bundled demo data)",
+    )
+    data.add_argument(
+        "--demo",
+        default="gsm8k",
+        choices=("gsm8k", "date"),
+        help="which bundled dataset to use without --data (default: gsm8k)",
+    )
+    data.add_argument(
+        "--models",
+        type=lambda t: [x.strip() for x in t.split(",") if x.strip()],
+        help="model names, cheapest first (default: the cheapest and the dearest "
+        "in the file)",
+    )
+    data.add_argument(
+        "--costs",
+        type=lambda t: _number_list(t, "--costs"),
+        help="cost of one call to each model, cheapest first (default: 1,50)",
+    )
+    data.add_argument(
+        "--verifier-cost",
+        type=float,
+        default=1.0,
+        help="cost of one self-verification (default: 1)",
+    )
+    data.add_argument("--score-column", default="{model}_f1", metavar="TEMPLATE")
+    data.add_argument(
+        "--confidence-column", default="p_ver_{model}", metavar="TEMPLATE"
+    )
+    data.add_argument("--answer-column", default="{model}_pred_ans", metavar="TEMPLATE")
+    data.add_argument(
+        "--cost-column",
+        metavar="TEMPLATE",
+        help="per-query cost column, e.g. '{model}_cost' (overrides --costs)",
+    )
+    data.add_argument("--split-column", default="split")
+    data.add_argument("--train-split", default="train")
+    data.add_argument("--eval-split", default="val")
+
+
+def load_from_args(args: argparse.Namespace):
+    """Loads the dataset the data flags describe."""
+    path = args.data or demo_path(args.demo)
+    if not os.path.exists(path):
+        raise DataError("the file does not exist", file=path, fix="check --data")
+    columns = Columns(
+        score=args.score_column,
+        confidence=args.confidence_column,
+        answer=args.answer_column,
+        cost=args.cost_column,
+        split=args.split_column,
+    )
+    models = args.models
+    if models is None:
+        found = detect_models(path, columns)
+        # The cheapest and the dearest: the first and the last model in the file.
+        models = [found[0], found[-1]]
+    if args.verifier_cost < 0 or not math.isfinite(args.verifier_cost):
+        raise DataError(
+            "the verifier cost must be a finite number >= 0",
+            value=args.verifier_cost,
+            fix="pass --verifier-cost 1",
+        )
+    return load(
+        path,
+        models,
+        costs=args.costs,
+        verifier_cost=args.verifier_cost,
+        columns=columns,
+    )
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="tune meta-verifier policies on train, report IBC lift on val",
+        description=(
+            "Run the AutoMix evaluation protocol: for each seed, sample train rows, "
+            "tune every policy on them, and report cost, performance and IBC lift "
+            "on the val split (mean, std, min, max over seeds)."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_arguments(parser)
+    protocol = parser.add_argument_group("protocol")
+    protocol.add_argument(
+        "--policy",
+        action="append",
+        metavar="NAME",
+        help="a policy to evaluate (repeatable; default: all of "
+        + ", ".join(DEFAULT_POLICIES)
+        + "; chained-threshold for M-model cascades)",
+    )
+    protocol.add_argument("--seeds", type=int, default=10)
+    protocol.add_argument("--train-size", type=int, default=1000)
+    protocol.add_argument("--bins", type=int, default=8)
+    protocol.add_argument(
+        "--cost-range",
+        type=lambda t: _number_list(t, "--cost-range"),
+        metavar="LOW,HIGH",
+        help="keep only candidates whose mean train cost lies in [LOW, HIGH]",
+    )
+    protocol.add_argument("--seed", type=int, default=0, help="the first seed")
+    protocol.add_argument(
+        "--escalate-answer",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="always escalate when the first model answers TEXT (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=run, command="evaluate")
+
+
+def run(args: argparse.Namespace) -> int:
+    data = load_from_args(args)
+    if args.escalate_answer:
+        data = data.with_escalation(args.escalate_answer)
+    policies = args.policy or list(DEFAULT_POLICIES)
+    if args.cost_range is not None and len(args.cost_range) != 2:
+        raise PolicyError("--cost-range takes two numbers: LOW,HIGH")
+    report = evaluate(
+        data,
+        policies,
+        seeds=args.seeds,
+        train_size=args.train_size,
+        bins=args.bins,
+        train_split=args.train_split,
+        eval_split=args.eval_split,
+        cost_range=tuple(args.cost_range) if args.cost_range else None,
+        seed=args.seed,
+    )
+    if args.json:
+        json.dump(report.to_json(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_table(report))
+    return 0
+
+
+def _fmt(stats: dict | None, digits: int = 3) -> str:
+    if stats is None:
+        return "undefined"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def format_table(report: Report) -> str:
+    """A readable table of a `Report`."""
+    out = report.to_json()
+    lines = [
+        f"data: {out['data']}",
+        "models: "
+        + ", ".join(
+            f"{m} (cost {c:g}, performance {p:.3f})"
+            for m, c, p in zip(
+                out["models"], out["baseline"]["cost"], out["baseline"]["performance"]
+            )
+        ),
+        f"verifier cost: {out['verifier_cost'][0]:g}   seeds: {out['seeds']}   "
+        f"train rows per seed: {out['train_size']}   bins: {out['bins']}",
+    ]
+    for note in out["notes"]:
+        lines.append(f"note: {note}")
+    header = (
+        f"{'policy':<20} {'IBC lift (val)':>18} {'cost':>16} "
+        f"{'performance':>16} {'gap recovered':>16}"
+    )
+    lines += ["", header, "-" * len(header)]
+    for r in out["results"]:
+        lines.append(
+            f"{r['policy']:<20} {_fmt(r['ibc_lift']):>18} {_fmt(r['cost'], 2):>16} "
+            f"{_fmt(r['performance']):>16} {_fmt(r['gap_recovered']):>16}"
+        )
+    undefined = sorted({m for r in out["results"] for m in r["lift_undefined"]})
+    for message in undefined:
+        lines.append(f"note: {message}")
+    return "\n".join(lines) + "\n"
