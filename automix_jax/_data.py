@@ -174,6 +174,7 @@ def from_records(
     verifier_cost: float | Sequence[float] = 1.0,
     columns: Columns | None = None,
     source: str = "<memory>",
+    require_labels: bool = True,
 ) -> Dataset:
     """Builds a `Dataset` from `(line number, row mapping)` pairs.
 
@@ -185,6 +186,9 @@ def from_records(
         verifier_cost: the cost of one self-verification (a scalar, or one per model).
         columns: column templates; `Columns()` reads the AutoMix release layout.
         source: the file name used in error messages.
+        require_labels: whether every row must carry what evaluation reads (the
+            scores and the split). False for rows that are only routed: a missing
+            score is NaN and a missing split is "".
 
     Returns:
         The `Dataset`.
@@ -244,7 +248,7 @@ def from_records(
                 fix="write one JSON object per line",
             )
         for col in score_cols:
-            if col not in row:
+            if col not in row and require_labels:
                 raise DataError(
                     "the score column is missing",
                     file=source,
@@ -255,7 +259,14 @@ def from_records(
                 )
         scores.append(
             [
-                _number(row[c], file=source, line=line, column=c, what="score")
+                _number(
+                    row.get(c),
+                    file=source,
+                    line=line,
+                    column=c,
+                    what="score",
+                    allow_missing=not require_labels,
+                )
                 for c in score_cols
             ]
         )
@@ -309,7 +320,7 @@ def from_records(
                     )
                 cost_row.append(value)
             row_costs.append(cost_row)
-        if columns.split not in row:
+        if columns.split not in row and require_labels:
             raise DataError(
                 "the split column is missing",
                 file=source,
@@ -318,7 +329,7 @@ def from_records(
                 fix="add a split (e.g. 'train' / 'val') to every row, or name the "
                 "column with --split-column",
             )
-        splits.append(str(row[columns.split]))
+        splits.append(str(row.get(columns.split, "")))
         ids.append(str(row.get(columns.id, line)))
         answers.append([_answer_text(row.get(c)) for c in answer_cols])
     if not scores:
