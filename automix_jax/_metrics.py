@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 # A gap in performance or cost smaller than this is treated as no gap at all, so
 # that float32 rounding of equal means never turns into a huge or negative slope.
@@ -109,6 +109,8 @@ class Lift(NamedTuple):
         gap_recovered: `[...]` (P_M - P_S) / (P_L - P_S): the share of the
             small-to-large performance gap the method recovers; 0 where P_L == P_S.
         status: `[...]` a `LiftStatus` code.
+        ibc_defined: `[...]` whether the method costs more than the small model,
+            so that its own slope `ibc` is defined whatever the baseline.
     """
 
     ibc: Float[Array, "..."]
@@ -116,6 +118,7 @@ class Lift(NamedTuple):
     lift: Float[Array, "..."]
     gap_recovered: Float[Array, "..."]
     status: Int[Array, "..."]
+    ibc_defined: Bool[Array, "..."]
 
 
 @jax.jit
@@ -193,7 +196,7 @@ def ibc_lift(
     ibc_base = jnp.broadcast_to(ibc_base, jnp.shape(dp))
     gap_ok = jnp.abs(dp_base) > _EPS
     gap = jnp.where(gap_ok, dp / jnp.where(gap_ok, dp_base, 1.0), 0.0)
-    return Lift(ibc, ibc_base, lift, gap, status)
+    return Lift(ibc, ibc_base, lift, gap, status, method_ok)
 
 
 def objective(lift: Lift) -> Float[Array, "..."]:
@@ -208,10 +211,9 @@ def objective(lift: Lift) -> Float[Array, "..."]:
         lift.status == LiftStatus.LARGE_NO_BETTER
     )
     base_degenerate |= lift.status == LiftStatus.LARGE_WORSE
-    value = jnp.where(base_degenerate, lift.ibc, lift.lift)
-    return jnp.where(
-        (lift.status == LiftStatus.OK) | base_degenerate, value, OBJECTIVE_FLOOR
-    )
+    fallback = jnp.where(lift.ibc_defined, lift.ibc, OBJECTIVE_FLOOR)
+    defined = jnp.where(lift.status == LiftStatus.OK, lift.lift, OBJECTIVE_FLOOR)
+    return jnp.where(base_degenerate, fallback, defined)
 
 
 @functools.partial(jax.jit, static_argnames=("small", "large"))
