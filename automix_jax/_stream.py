@@ -12,12 +12,11 @@ same shape and one compiled function routes them all (`trace_count` counts the
 traces). Chunks are routed one after another and only the running sums are kept,
 so memory does not grow with the input.
 
-Sums are exact to float64 rounding whatever the number of rows: each chunk's
-per-row float32 values are added with `math.fsum` (one rounding per chunk), and the
-chunk sums are accumulated with Neumaier's compensated summation (`ExactSum`), whose
-error stays within a few float64 ulps of the total over any number of chunks. A plain
-float32 running sum would stop growing once the total reaches 2^24 times a row's
-value (a few tens of millions of rows of similar values).
+Sums lose nothing to the number of rows: each chunk's per-row values are added
+exactly on the host and kept as an exact float expansion across chunks
+(`ExactSum`), rounded once when read; counts are int64. A float32 running sum, by
+contrast, stops growing once the total reaches 2^24 times a row's value (some tens
+of millions of rows), and a float64 one drifts by about one rounding per chunk.
 
 Shape legend:
     c  rows per chunk (`chunk_size`, the padded size of every chunk)
@@ -420,45 +419,62 @@ def _check_range(values, path, name, start, models, low, high) -> None:
 class ExactSum:
     """A running float64 sum of arrays' rows that loses nothing to rounding.
 
-    Each `add` sums the new rows exactly (`math.fsum`, correctly rounded), and the
-    sums are accumulated with Neumaier's compensated summation: `compensation`
-    keeps the low-order bits that `total` could not hold, so the error of `value`
-    stays within about 2 ulps of the true sum however many chunks are added.
+    Each `add` sums the new rows as a pair of floats, `hi = fsum(rows)` (correctly
+    rounded) and `lo = fsum(rows - hi)` (what `hi` could not hold), so a chunk
+    loses at most half an ulp of `lo`, about 1e-32 of its sum. The pairs are kept
+    as Shewchuk's non-overlapping partials (the same exact expansion `math.fsum`
+    keeps inside), a handful of floats per column whatever the number of chunks,
+    and `value` rounds them once. The total is thus the correctly rounded float64
+    of the exact sum for any realistic number of rows, in bounded memory.
 
     Args:
         shape: the shape of one row (`()` for a scalar per row).
 
     Example:
         >>> acc = ExactSum()
-        >>> for _ in range(10):
-        ...     acc.add(np.full(10, 0.1))
-        >>> float(acc.value) == math.fsum([0.1] * 100)
-        True
+        >>> acc.add(np.array([1e16, 1.0]))
+        >>> acc.add(np.array([-1e16]))
+        >>> float(acc.value)
+        1.0
     """
 
     def __init__(self, shape: tuple[int, ...] = ()):
-        self.total = np.zeros(shape, np.float64)
-        self.compensation = np.zeros(shape, np.float64)
+        self.shape = tuple(shape)
+        self._partials: list[list[float]] = [[] for _ in range(math.prod(shape))]
 
     def add(self, rows: np.ndarray) -> None:
         """Adds `[r, *shape]` rows (any float dtype; converted to float64 exactly)."""
-        rows = np.asarray(rows, np.float64).reshape(-1, *self.total.shape)
-        columns = rows.reshape(rows.shape[0], -1).T.tolist()
-        part = np.array([math.fsum(col) for col in columns], np.float64)
-        part = part.reshape(self.total.shape)
-        total = self.total + part
-        # Neumaier: recover what the larger operand's rounding dropped.
-        self.compensation += np.where(
-            np.abs(self.total) >= np.abs(part),
-            (self.total - total) + part,
-            (part - total) + self.total,
-        )
-        self.total = total
+        rows = np.asarray(rows, np.float64).reshape(-1, math.prod(self.shape))
+        for column, partials in zip(rows.T.tolist(), self._partials):
+            hi = math.fsum(column)
+            lo = math.fsum(itertools.chain(column, (-hi,)))
+            _grow(partials, hi)
+            _grow(partials, lo)
 
     @property
     def value(self) -> np.ndarray:
-        """The sum so far (float64)."""
-        return self.total + self.compensation
+        """The sum so far (float64, shape `shape`)."""
+        totals = [math.fsum(p) for p in self._partials]
+        return np.asarray(totals, np.float64).reshape(self.shape)
+
+
+def _grow(partials: list[float], x: float) -> None:
+    """Adds `x` to Shewchuk's exact expansion `partials` (increasing magnitude).
+
+    Each step splits `x + y` into its rounded value and the exact rounding error
+    (Knuth's two-sum, ordered by magnitude), keeping every nonzero error.
+    """
+    i = 0
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
 
 
 _TRACES = [0]
