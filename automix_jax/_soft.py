@@ -161,6 +161,7 @@ class SoftCascade(_Margins, ChainedThreshold):
     name = "soft-cascade"
 
     def margin(self, params, confidence, step):
+        params = jnp.asarray(params)
         return params[jnp.minimum(step, params.shape[0] - 1)] - confidence
 
     def shift(self, params, delta):
@@ -190,6 +191,7 @@ class SoftBands(_Margins, Bands):
             raise PolicyError(f"`count` must be 1 or 2 bands, got {self.count!r}")
 
     def margin(self, params, confidence, step):
+        params = jnp.asarray(params)
         inside = jnp.minimum(confidence - params[:, 0], params[:, 1] - confidence)
         return jnp.max(inside)
 
