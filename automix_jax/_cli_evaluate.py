@@ -9,7 +9,8 @@ import os
 import sys
 
 from ._data import Columns, demo_path, detect_models, load
-from ._errors import DataError, PolicyError
+from ._errors import DataError, PolicyError, SpecError
+from ._policies import POLICIES
 from ._protocol import DEFAULT_POLICIES, Report, evaluate
 
 EXAMPLES = """\
@@ -22,6 +23,13 @@ examples:
   automix-jax evaluate --data custom.jsonl --models small,large \\
       --score-column '{model}_score' --confidence-column '{model}_confidence' \\
       --split-column part
+  automix-jax evaluate --policy policies/automix-paper.toml --output-dir out/
+      a policy file (several named policies), with table, JSON and plots in out/
+  automix-jax evaluate --demo date --policy policies/cascade-3.toml
+      a 3-model cascade; the file names its models and costs
+  automix-jax evaluate --policy policies/automix-threshold.toml \\
+      --save-policy tuned.json
+      tune on the whole train split and save it for `automix-jax run`
 """
 
 
@@ -132,8 +140,8 @@ def register(subparsers) -> None:
     protocol.add_argument(
         "--policy",
         action="append",
-        metavar="NAME",
-        help="a policy to evaluate (repeatable; default: all of "
+        metavar="NAME|FILE.toml",
+        help="a policy name or a policy file (repeatable; default: all of "
         + ", ".join(DEFAULT_POLICIES)
         + "; chained-threshold for M-model cascades)",
     )
@@ -154,20 +162,99 @@ def register(subparsers) -> None:
         metavar="TEXT",
         help="always escalate when the first model answers TEXT (repeatable)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout"
+    )
+    output.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="also write table.txt, results.json, cost_quality.png/.svg and "
+        "reliability.png/.svg into DIR",
+    )
+    output.add_argument(
+        "--save-policy",
+        metavar="PATH",
+        help="tune the first policy on the whole train split and save it as JSON "
+        "(for `automix-jax run --policy PATH`)",
+    )
+    add_progress_argument(output)
     parser.set_defaults(handler=run, command="evaluate")
 
 
-def run(args: argparse.Namespace) -> int:
+def add_progress_argument(group) -> None:
+    """`--progress` / `--no-progress`: stage lines on stderr (default: on a tty)."""
+    group.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print progress lines on stderr (default: when stderr is a terminal)",
+    )
+
+
+def progress_printer(args: argparse.Namespace):
+    """A `say(message)` that prints one progress line on stderr, or does nothing."""
+    enabled = args.progress
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    command = getattr(args, "command", "evaluate")
+
+    def say(message: str) -> None:
+        if enabled:
+            print(f"automix-jax {command}: {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _policy_specs(args: argparse.Namespace):
+    """The specs and the file hints (models, costs) the --policy flags name.
+
+    Returns None when every policy is a library name, so the protocol runs on
+    the names as it always has.
+    """
+    from ._specs import load_spec_file, spec_for_name
+
+    names = args.policy or list(DEFAULT_POLICIES)
+    if all(n in POLICIES or n == "best-of" for n in names) and not args.save_policy:
+        return None, None, None
+    specs, models, costs = [], None, None
+    for name in names:
+        if name.endswith(".toml"):
+            loaded = load_spec_file(name)
+            specs += loaded.specs
+            if loaded.models is not None:
+                if models is not None and models != loaded.models:
+                    raise SpecError(
+                        f"{name}: data.models {list(loaded.models)} differ from "
+                        f"another file's {list(models)}"
+                    )
+                models, costs = loaded.models, loaded.costs or costs
+        else:
+            specs.append(spec_for_name(name))
+    return specs, models, costs
+
+
+def evaluate_from_args(args: argparse.Namespace, say=None):
+    """Loads the data, runs the protocol; returns `(report, data, policies)`.
+
+    `policies` are the compiled `Policy` objects whose candidate curves the plot
+    draws (best-of members excluded).
+    """
+    from ._specs import compile_all, evaluate_specs, fit_spec
+
+    say = say or (lambda message: None)
+    if args.cost_range is not None and len(args.cost_range) != 2:
+        raise PolicyError("--cost-range takes two numbers: LOW,HIGH")
+    specs, models, costs = _policy_specs(args)
+    if models is not None and args.models is None:
+        args.models = list(models)
+        if costs is not None and args.costs is None:
+            args.costs = list(costs)
+    say(f"loading {args.data or demo_path(args.demo)}")
     data = load_from_args(args)
     if args.escalate_answer:
         data = data.with_escalation(args.escalate_answer)
-    policies = args.policy or list(DEFAULT_POLICIES)
-    if args.cost_range is not None and len(args.cost_range) != 2:
-        raise PolicyError("--cost-range takes two numbers: LOW,HIGH")
-    report = evaluate(
-        data,
-        policies,
+    protocol = dict(
         seeds=args.seeds,
         train_size=args.train_size,
         bins=args.bins,
@@ -176,6 +263,73 @@ def run(args: argparse.Namespace) -> int:
         cost_range=tuple(args.cost_range) if args.cost_range else None,
         seed=args.seed,
     )
+    if specs is None:
+        names = args.policy or list(DEFAULT_POLICIES)
+        say(f"tuning {len(names)} policies over {args.seeds} seeds (compiling first)")
+        report = evaluate(data, names, **protocol)
+        policies = [POLICIES[n] for n in names if n in POLICIES]
+    else:
+        say(f"tuning {len(specs)} policies over {args.seeds} seeds (compiling first)")
+        report = evaluate_specs(data, specs, **protocol)
+        policies = [p for c in compile_all(specs) if not c.best_of for p in c.policies]
+        if args.save_policy:
+            say(f"tuning {specs[0].label()!r} on the whole train split")
+            tuned = fit_spec(
+                data,
+                specs[0],
+                bins=args.bins,
+                train_split=args.train_split,
+                cost_range=protocol["cost_range"],
+            )
+            try:
+                tuned.save(args.save_policy)
+            except OSError as error:
+                raise DataError(
+                    f"cannot write the tuned policy ({error.strerror})",
+                    file=args.save_policy,
+                    fix="choose another --save-policy path",
+                ) from None
+            say(f"saved the tuned policy to {args.save_policy}")
+    return report, data, policies
+
+
+def write_output_dir(
+    args: argparse.Namespace, report: Report, data, policies, say
+) -> dict:
+    """Writes the table, the JSON (with curves and reliability) and the plots."""
+    from ._plot import candidate_curves, plot_data, reliability, write_plots
+
+    out_dir = args.output_dir
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:
+        raise DataError(
+            f"cannot create the output folder ({error.strerror})",
+            file=out_dir,
+            fix="choose another --output-dir",
+        ) from None
+    say("scoring every candidate on the evaluation split for the curves")
+    results = plot_data(
+        report.to_json(),
+        curves=candidate_curves(data, policies, bins=args.bins, split=args.eval_split),
+        reliability=reliability(data, split=args.eval_split),
+    )
+    with open(os.path.join(out_dir, "table.txt"), "w", encoding="utf-8") as handle:
+        handle.write(format_table(report))
+    with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+        handle.write("\n")
+    say("drawing the plots")
+    write_plots(results, out_dir)
+    say(f"wrote table.txt, results.json and the plots in {out_dir}")
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    say = progress_printer(args)
+    report, data, policies = evaluate_from_args(args, say)
+    if args.output_dir:
+        write_output_dir(args, report, data, policies, say)
     if args.json:
         json.dump(report.to_json(), sys.stdout)
         sys.stdout.write("\n")

@@ -55,6 +55,9 @@ class TunedPolicy:
         fingerprint: `fingerprint()` of the rows it was tuned on.
         extra: anything else a family needs (say, a POMDP's alpha vectors).
         version: the automix-jax version that wrote it.
+        spec: the declarative spec the policy was built from
+            (`{"policy": <spec table>, "label": <name>}`), or None for a library
+            family; loading rebuilds the policy from it.
     """
 
     policy: str
@@ -67,9 +70,14 @@ class TunedPolicy:
     fingerprint: str = ""
     extra: dict = attrs.field(factory=dict)
     version: str = ""
+    spec: dict | None = None
 
     def family(self) -> Policy:
         """The `Policy` object that routes with these parameters."""
+        if self.spec is not None:
+            from ._specs import policy_from_saved
+
+            return policy_from_saved(self.spec)
         if self.policy in _LOADERS:
             return _LOADERS[self.policy](self)
         return get_policy(self.policy)
@@ -84,6 +92,12 @@ class TunedPolicy:
         """`[n]` index of the model whose answer stands, for every query."""
         self._check_models(obs.num_models)
         return np.asarray(route(self.family(), self.array_params(), obs))
+
+    def route_data(self, data: Dataset) -> np.ndarray:
+        """`[n]` decisions on a dataset, with the saved override answers applied."""
+        if self.escalate_answers:
+            data = data.with_escalation(self.escalate_answers)
+        return self.route(data.observations)
 
     def outcome(self, obs: Observations):
         """Per-query `(stop, cost, performance)` as NumPy arrays."""
@@ -131,6 +145,7 @@ class TunedPolicy:
             "fingerprint": self.fingerprint,
             "extra": self.extra,
             "version": self.version,
+            **({"spec": self.spec} if self.spec is not None else {}),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -178,6 +193,7 @@ def load_tuned(path: str | os.PathLike) -> TunedPolicy:
         fingerprint=raw.get("fingerprint", ""),
         extra=raw.get("extra", {}),
         version=raw.get("version", ""),
+        spec=raw.get("spec"),
     )
 
 
