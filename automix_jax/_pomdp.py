@@ -303,17 +303,18 @@ def _backup_one(
     discount: float,
     alphas: Float[Array, "N S"],
     belief: Float[Array, " S"],
+    fallback: Int[Array, ""],
     max_observations: int,
 ) -> tuple[Float[Array, " S"], Int[Array, ""], Float[Array, ""]]:
     """One point-based backup at one belief: the new alpha, its action and value."""
-    num_actions, num_observations, _ = observation_t.shape
+    num_observations = observation_t.shape[1]
     # Unnormalised successor beliefs tau[a, o] = O[a, :, o] * (b @ T[a]).
     predicted = dynamics.predict(belief)
     tau = predicted[:, None, :] * observation_t
     if max_observations < num_observations:
         # Only the most probable observations get their own argmax; every other
-        # observation uses the vector best at the prediction itself. Any fixed
-        # vector gives a valid lower bound, and an observation of probability zero
+        # observation uses `fallback`, the vector best at the belief itself. Any
+        # fixed vector gives a valid lower bound, and an observation of probability zero
         # contributes nothing, so this is exact whenever at most
         # `max_observations` observations are possible (as in Tag, where the robot
         # sees its own cell) and a sound lower bound otherwise.
@@ -321,9 +322,8 @@ def _backup_one(
         _, kept = jax.lax.top_k(probability, max_observations)
         tau_kept = jnp.take_along_axis(tau, kept[:, :, None], axis=1)
         best = jnp.argmax(tau_kept @ alphas.T, axis=-1)
-        fallback = jnp.argmax(predicted @ alphas.T, axis=-1)
         o_kept = jnp.take_along_axis(observation_t, kept[:, :, None], axis=1)
-        chosen = alphas[best] - alphas[fallback][:, None, :]
+        chosen = alphas[best] - alphas[fallback]
         # Observation rows sum to one, so sum_o O[a, s2, o] * alpha_fallback(s2)
         # is alpha_fallback(s2); the kept observations add their differences.
         future = alphas[fallback] + jnp.sum(o_kept * chosen, axis=1)
@@ -334,7 +334,6 @@ def _backup_one(
     candidates = reward + discount * dynamics.pullback(future)
     scores = candidates @ belief
     action = jnp.argmax(scores)
-    del num_actions
     return candidates[action], action.astype(jnp.int32), scores[action]
 
 
@@ -352,7 +351,12 @@ def _backup_all(
 ) -> tuple[Float[Array, "K S"], Int[Array, " K"], Float[Array, ""]]:
     """Back up every belief point; return new vectors, actions and largest change."""
 
-    def one(belief):
+    old_scores = beliefs @ alphas.T
+    old_best = jnp.argmax(old_scores, axis=-1)
+    old_values = jnp.take_along_axis(old_scores, old_best[:, None], axis=-1)[:, 0]
+
+    def one(point):
+        belief, fallback = point
         return _backup_one(
             dynamics,
             observation_t,
@@ -360,17 +364,15 @@ def _backup_all(
             discount,
             alphas,
             belief,
+            fallback,
             max_observations,
         )
 
     # `lax.map` with a batch size vmaps over `batch_size` points at a time, bounding
     # the [batch, A, O, N] score intermediates instead of materialising all K.
     new_alphas, new_actions, new_values = jax.lax.map(
-        one, beliefs, batch_size=batch_size
+        one, (beliefs, old_best), batch_size=batch_size
     )
-    old_scores = beliefs @ alphas.T
-    old_best = jnp.argmax(old_scores, axis=-1)
-    old_values = jnp.take_along_axis(old_scores, old_best[:, None], axis=-1)[:, 0]
     if monotone:
         # Keep the old best vector where the backup did not improve the point, so
         # the value at every belief point is non-decreasing.
@@ -380,6 +382,10 @@ def _backup_all(
         new_values = jnp.maximum(new_values, old_values)
     change = jnp.max(jnp.abs(new_values - old_values))
     return new_alphas, new_actions, change
+
+
+# Python ints and bools (sizes, flags) are static under `filter_jit`.
+_backup_jit = eqx.filter_jit(_backup_all)
 
 
 def backup(
@@ -410,7 +416,7 @@ def backup(
         `([K, S], [K])` one alpha vector and action per belief point.
     """
     dynamics = _Dynamics(pomdp.transition, None, None, None, None)
-    new_alphas, new_actions, _ = _backup_all(
+    new_alphas, new_actions, _ = _backup_jit(
         dynamics,
         jnp.swapaxes(pomdp.observation, 1, 2),
         pomdp.reward,
@@ -493,6 +499,12 @@ def _draw(probabilities: Float[Array, "... n"], uniform: Float[Array, "..."]):
     return jnp.minimum(index, probabilities.shape[-1] - 1)
 
 
+# Squared distance under which two beliefs count as one point. Distances come from
+# |x|^2 + |y|^2 - 2 x.y, which cancels catastrophically: in float32 two equal
+# beliefs can be 1e-7 apart, so the threshold sits well above that noise.
+_SAME_POINT = 1e-5
+
+
 @eqx.filter_jit
 def _expand(
     dynamics: _Dynamics,
@@ -548,14 +560,26 @@ def _expand(
     pick = jnp.argmax(nearest, axis=-1)
     candidate = successors[jnp.arange(num_points), pick]
     distance = jnp.where(active, nearest[jnp.arange(num_points), pick], -jnp.inf)
-    # Add the farthest candidates that are new (distance above rounding noise).
+    # Rank candidates farthest first; drop those already in the set and those
+    # equal to a better-ranked candidate (two points simulating to the same
+    # successor), then fill the free slots in rank order.
     order = jnp.argsort(-distance)
-    fresh = jnp.sum(distance > 1e-10)
-    added = jnp.minimum(jnp.minimum(fresh, count), num_points - count)
+    ranked = candidate[order]
+    between = (
+        jnp.sum(ranked**2, axis=-1)[:, None]
+        + jnp.sum(ranked**2, axis=-1)[None, :]
+        - 2.0 * ranked @ ranked.T
+    )
+    earlier = jnp.arange(num_points)[None, :] < jnp.arange(num_points)[:, None]
+    repeated = jnp.any(earlier & (between <= _SAME_POINT), axis=1)
+    fresh = (distance[order] > _SAME_POINT) & ~repeated
+    # Stable sort moves the fresh candidates to the front, keeping their rank.
+    ranked = ranked[jnp.argsort(~fresh, stable=True)]
+    added = jnp.minimum(jnp.minimum(jnp.sum(fresh), count), num_points - count)
     slot = jnp.arange(num_points)
     fill = (slot >= count) & (slot < count + added)
-    source = order[jnp.clip(slot - count, 0, num_points - 1)]
-    beliefs = jnp.where(fill[:, None], candidate[source], beliefs)
+    source = jnp.clip(slot - count, 0, num_points - 1)
+    beliefs = jnp.where(fill[:, None], ranked[source], beliefs)
     return beliefs, count + added
 
 
@@ -637,10 +661,10 @@ def solve(
             )
     num_points = points.shape[0]
     if batch_size is None:
-        # Keep the largest per-batch intermediate ([batch, A, O, max(N, S)]) near
-        # 16M numbers.
+        # Keep the per-batch intermediates ([batch, A, O, max(N, S)]) near 512K
+        # numbers, so they stay in cache; measured faster than larger batches.
         per_point = num_actions * kept * max(num_points, num_states)
-        batch_size = int(max(1, min(num_points, 2**24 // per_point)))
+        batch_size = int(min(num_points, max(16, 2**19 // per_point)))
     alpha0, action0 = blind_lower_bound(pomdp)
     alphas = jnp.broadcast_to(alpha0, (num_points, num_states))
     actions = jnp.broadcast_to(action0, (num_points,))
@@ -674,19 +698,15 @@ def solve(
     compile_seconds = time.perf_counter() - started
     started = time.perf_counter()
     deadline = math.inf if time_limit is None else started + time_limit
-    # Collect belief points, doubling the set each round.
+    # Collect belief points, at most doubling the set each round; a few extra
+    # rounds make up for simulated successors that were already in the set.
     if expand_fn is not None:
-        for _ in range(max(1, math.ceil(math.log2(num_points))) + 4):
+        for _ in range(math.ceil(math.log2(num_points)) + 4):
             uniforms = jnp.asarray(rng.random(uniforms_shape), dtype)
-            points, new_count = expand_fn(
+            points, count = expand_fn(
                 dynamics, pomdp.observation, points, count, uniforms
             )
-            if int(new_count) == int(count) or int(new_count) >= num_points:
-                count = new_count
-                if int(count) >= num_points:
-                    break
-            count = new_count
-            if time.perf_counter() > deadline:
+            if int(count) >= num_points or time.perf_counter() > deadline:
                 break
     # Back up in compiled slices of `sweeps_per_check` sweeps, checking the clock.
     iterations = 0

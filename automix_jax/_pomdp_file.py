@@ -74,6 +74,7 @@ class _Parser:
         self.discount: float | None = None
         self.values = "reward"
         self.names: dict[str, tuple[str, ...]] = {}
+        self.lookup: dict[str, dict[str, int]] = {}
         self.start: np.ndarray | None = None
         self.transition: np.ndarray | None = None
         self.observation: np.ndarray | None = None
@@ -121,7 +122,15 @@ class _Parser:
         """Tokens up to the next statement."""
         found = []
         while not self.at_statement():
-            found.append(self.take())
+            token = self.take()
+            if token.text == ":":
+                got = found[-1].text if found else ":"
+                raise self.error(
+                    token.line,
+                    f"expected a statement (discount:, values:, states:, actions:, "
+                    f"observations:, start:, T:, O: or R:), got '{got}'",
+                )
+            found.append(token)
         return found
 
     def number(self, token: _Token) -> float:
@@ -153,9 +162,9 @@ class _Parser:
         count = self.size(kind, token.line)
         if token.text == "*":
             return np.arange(count)
-        names = self.names[kind]
-        if token.text in names:
-            return np.array([names.index(token.text)])
+        index = self.lookup[kind].get(token.text)
+        if index is not None:
+            return np.array([index])
         if token.text.isdigit():
             index = int(token.text)
             if index < count:
@@ -218,7 +227,10 @@ class _Parser:
             raise self.error(
                 keyword.line, f"'{kind}:' must come before start:, T:, O: and R:"
             )
-        tokens = self.data()
+        # Names are listed on the keyword's line.
+        tokens = []
+        while self.peek() is not None and self.peek().line == keyword.line:
+            tokens.append(self.take())
         if not tokens:
             raise self.error(keyword.line, f"'{kind}:' needs a count or names")
         if len(tokens) == 1 and tokens[0].text.isdigit():
@@ -231,6 +243,7 @@ class _Parser:
             if len(set(names)) != len(names):
                 raise self.error(keyword.line, f"duplicate name in '{kind}:'")
             self.names[kind] = names
+        self.lookup[kind] = {name: i for i, name in enumerate(self.names[kind])}
 
     def statement_states(self, keyword: _Token) -> None:
         self.names_statement(keyword, "states")
