@@ -27,6 +27,7 @@ Shape legend:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -268,7 +269,7 @@ class LearnedRouter(_Margins, Policy):
         return {"weights": len(np.asarray(params)), "features": self.feature_names}
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnums=0)
 def _route_features(router, params, features, escalate):
     margins = router.margins(params, features)
     hard = (margins >= 0).at[:, 0].set((margins[:, 0] >= 0) | escalate)
