@@ -25,6 +25,7 @@ from ._errors import (
     PomdpFormatError,
     SpecError,
 )
+from ._learned import LearnedRouter, load_features, route_features
 from ._metrics import (
     Baseline,
     Lift,
@@ -55,6 +56,16 @@ from ._policies import (
 )
 from ._protocol import DEFAULT_POLICIES, PolicyResult, Report, evaluate
 from ._routing import Tuned, draw_noise, outcome, route, score_grid, summarize, tune
+from ._soft import (
+    SoftBands,
+    SoftCascade,
+    SoftThreshold,
+    TrainConfig,
+    budget_sweep,
+    expected_summary,
+    threshold_curve,
+    tune_soft,
+)
 from ._specs import (
     SPEC_FAMILIES,
     AlwaysSpec,
@@ -88,6 +99,17 @@ from ._tuned import TunedPolicy, fingerprint, fit, load_tuned, register_family
 __version__ = "0.1.0"
 
 __all__ = [
+    "LearnedRouter",
+    "SoftBands",
+    "SoftCascade",
+    "SoftThreshold",
+    "TrainConfig",
+    "budget_sweep",
+    "expected_summary",
+    "load_features",
+    "route_features",
+    "threshold_curve",
+    "tune_soft",
     "SPEC_FAMILIES",
     "AlwaysSpec",
     "BandsSpec",
