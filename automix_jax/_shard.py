@@ -246,8 +246,12 @@ def _grid_block_sums(policy, grid, obs, noise, valid):
 
     # One pass over the rows per candidate, vmapped: [C, B] partial sums.
     cost, perf = jax.vmap(one)(grid)
-    base_cost = _block_sums(obs.costs.T, valid)
-    base_perf = _block_sums(obs.scores.T, valid)
+    # Each model's column is summed as a 1-D array, the same reduction as the
+    # candidates' (a reduction over a transposed [M, N] view may be reordered
+    # differently for different device counts).
+    m = obs.num_models
+    base_cost = jnp.stack([_block_sums(obs.costs[:, j], valid) for j in range(m)])
+    base_perf = jnp.stack([_block_sums(obs.scores[:, j], valid) for j in range(m)])
     return cost, perf, base_cost, base_perf
 
 
@@ -315,7 +319,12 @@ def sharded_tune(
     Returns:
         A `Tuned` whose `summary` and `baseline` hold the float64 means.
     """
-    out = sharded_score_grid(policy, grid, obs, mesh=mesh, key=key)
+    batch = _batch(obs, mesh, policy, key)
+    # A family whose candidates depend on the rows (say, a POMDP solved for each
+    # λ) derives them from the real rows only, never from the padding.
+    real = batch.observations[jnp.arange(batch.num_rows)]
+    candidates = jax.jit(policy.expand)(jnp.asarray(grid), real)
+    out = sharded_score_grid(policy, candidates, batch)
     summary, base = out.summary, out.baseline
     lift = ibc_lift(
         Summary(*(jnp.asarray(x, jnp.float32) for x in summary)),
@@ -326,10 +335,14 @@ def sharded_tune(
     )
     low, high = cost_range
     in_range = (summary.cost >= low) & (summary.cost <= high)
+    budget = getattr(policy, "budget", None)
+    if budget is not None:
+        # A family with its own budget keeps to it as well, as in `tune`.
+        in_range &= summary.cost <= budget
     value = np.where(in_range, np.asarray(objective(lift)), OBJECTIVE_FLOOR)
     # The first of equal candidates wins, as in `tune`.
     index = int(np.argmax(value))
-    return Tuned(np.asarray(index), value, summary, lift, in_range, base)
+    return Tuned(np.asarray(index), candidates, value, summary, lift, in_range, base)
 
 
 class Sweep(NamedTuple):
