@@ -43,8 +43,8 @@ class Observations(eqx.Module):
     escalate: Bool[Array, " queries"]
 
     def __init__(self, scores, confidences, costs, verifier_costs=0.0, escalate=None):
-        scores = _array(scores, np.float32)
-        confidences = _array(confidences, np.float32)
+        scores = _array(scores, float_dtype())
+        confidences = _array(confidences, float_dtype())
         if scores.ndim != 2 or scores.shape[1] < 2:
             raise DataError(
                 f"scores must have shape [queries, models] with at least two models, "
@@ -57,7 +57,7 @@ class Observations(eqx.Module):
                 f"confidences have shape {confidences.shape}, expected {(n, m)}",
                 fix="give one confidence per query and model",
             )
-        costs = _array(costs, np.float32)
+        costs = _array(costs, float_dtype())
         if costs.ndim == 1 and costs.shape == (m,):
             costs = _broadcast(costs, (n, m))
         if costs.shape != (n, m):
@@ -65,7 +65,7 @@ class Observations(eqx.Module):
                 f"costs have shape {costs.shape}, expected ({m},) or {(n, m)}",
                 fix="give one cost per model, or one per query and model",
             )
-        verifier_costs = _broadcast(_array(verifier_costs, np.float32), (m,))
+        verifier_costs = _broadcast(_array(verifier_costs, float_dtype()), (m,))
         if escalate is None:
             escalate = np.zeros((n,), dtype=bool)
         self.scores = scores
@@ -130,6 +130,11 @@ def queries(obs: Observations, noise=None) -> Query:
     if noise is None:
         noise = jnp.zeros_like(obs.confidences)
     return Query(obs.confidences, obs.scores, obs.escalate, noise)
+
+
+def float_dtype():
+    """JAX's default float: float32, or float64 when x64 is enabled."""
+    return jax.dtypes.canonicalize_dtype(np.float64)
 
 
 def _is_host(x) -> bool:

@@ -27,16 +27,20 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ._errors import PolicyError
-from ._observations import Query
+from ._observations import Query, float_dtype
 
 Params = Any  # a pytree of arrays; a grid of candidates has a leading axis C.
 
 
 def bin_edges(bins: int) -> np.ndarray:
-    """The B + 1 edges k / B, each the float32 nearest to the exact fraction."""
+    """The B + 1 edges k / B, each the float nearest to the exact fraction.
+
+    In JAX's default float (float32, or float64 under x64), so that a confidence
+    stored in the same precision compares with an edge exactly.
+    """
     if int(bins) != bins or bins < 1:
         raise PolicyError(f"`bins` must be a whole number >= 1, got {bins!r}")
-    return (np.arange(bins + 1, dtype=np.float64) / bins).astype(np.float32)
+    return (np.arange(bins + 1, dtype=np.float64) / bins).astype(float_dtype())
 
 
 def first_false(escalate: Bool[Array, " models"]) -> Int[Array, ""]:
@@ -100,6 +104,19 @@ class Policy:
     def grid(self, bins: int, num_models: int) -> Params:
         """Every candidate parameter, stacked on a leading axis C (host arrays)."""
         raise NotImplementedError
+
+    def expand(self, grid: Params, obs) -> Params:
+        """The candidates to score on `obs`, from the grid (traced; default: as is).
+
+        A family whose candidates depend on the rows it is tuned on (the POMDP
+        solves its model, estimated from them, for every λ of its grid) overrides
+        this; it runs inside the jitted, seed-vmapped tuning.
+        """
+        return grid
+
+    def with_bins(self, bins: int) -> Policy:
+        """This family for a grid of `bins` bins (for families that carry it)."""
+        return self
 
     def describe(self, params: Params) -> Any:
         """`params` as plain Python numbers for JSON output."""
@@ -341,9 +358,18 @@ POLICIES: dict[str, Policy] = {
 
 
 def get_policy(name: str) -> Policy:
-    """The policy family called `name` (see `POLICIES`)."""
+    """The policy family called `name` (see `POLICIES`).
+
+    `always-model-I` is model I alone (0-based); `pomdp` is the cascade POMDP.
+    """
+    if name.startswith("always-model-") and name[13:].isdigit():
+        return AlwaysModel(int(name[13:]))
+    if name == "pomdp":
+        from ._cascade import CascadePomdp
+
+        return CascadePomdp()
     try:
         return POLICIES[name]
     except KeyError:
-        known = ", ".join(sorted([*POLICIES, "best-of"]))
+        known = ", ".join(sorted([*POLICIES, "best-of", "pomdp", "always-model-I"]))
         raise PolicyError(f"unknown policy {name!r}; choose one of: {known}") from None

@@ -164,9 +164,9 @@ def _seeds_family(
     number generator is compiled into this function.
 
     Returns:
-        Per-seed `(index, train objective, in range, val Summary, val Lift)` with
-        fields `[S, F]`, and the val area under the cost-quality curve `[F]` of all
-        of each segment's candidates.
+        Per-seed `(index, train objective, in range, val Summary, val Lift, chosen
+        params)` with fields `[S, F, ...]`, and the val area under the
+        cost-quality curve `[F]` of all of each segment's candidates.
     """
     segment_ids = jnp.arange(num_segments)
     mine = segments[None, :] == segment_ids[:, None]  # [F, C]
@@ -180,19 +180,20 @@ def _seeds_family(
         value = jnp.where(mine, tuned.objective[None, :], -jnp.inf)
         index = jnp.argmax(value, axis=1)
         in_range = jnp.any(mine & tuned.in_range[None, :], axis=1)
-        params = jax.tree.map(lambda g: g[index], grid)
+        params = jax.tree.map(lambda c: c[index], tuned.candidates)
         summary = jax.vmap(_summarize, in_axes=(None, 0, None, None, None))(
             policy, params, val, None, val_draws
         )
         lift = ibc_lift(
             summary, base, small=small, large=large, num_rows=val.num_queries
         )
-        return index, tuned.objective[index], in_range, summary, lift
+        return index, tuned.objective[index], in_range, summary, lift, params
 
     per_seed = jax.vmap(one_seed)(idx, train_noise, val_noise)
     first_draws = None if val_noise is None else val_noise[0]
+    # The cost-quality curve on val of the candidates fitted on all train rows.
     every = jax.vmap(_summarize, in_axes=(None, 0, None, None, None))(
-        policy, grid, val, None, first_draws
+        policy, policy.expand(grid, train), val, None, first_draws
     )
 
     def segment_auc(member):
@@ -299,7 +300,10 @@ def evaluate(
         notes.append(lift_message(base_status))
 
     requested = [
-        get_policy(p) if isinstance(p, str) and p != "best-of" else p for p in policies
+        (get_policy(p) if isinstance(p, str) else p).with_bins(bins)
+        if p != "best-of"
+        else p
+        for p in policies
     ]
     families = [p for p in requested if p != "best-of"]
     if "best-of" in requested:
@@ -333,7 +337,7 @@ def evaluate(
                 performance=out.summary.performance,
                 gap_recovered=out.lift.gap_recovered,
                 train_lift=out.train_objective,
-                params=[policy.describe(out.grid[i]) for i in out.index],
+                params=[policy.describe(p) for p in out.params],
                 families=[policy.name] * seeds,
                 auc=auc,
             )
@@ -372,6 +376,7 @@ class _FamilyOutput(NamedTuple):
     policy: Policy
     grid: Any
     index: np.ndarray
+    params: list
     train_objective: np.ndarray
     summary: Summary
     lift: Any
@@ -406,6 +411,7 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
                 policy=policy,
                 grid=np.asarray(policy.grid(bins, m)),
                 index=np.zeros(seeds, dtype=int),
+                params=[None] * seeds,
                 train_objective=np.full(seeds, np.nan),
                 summary=jax.tree.map(lambda x, f=f: np.repeat(x[f], seeds), summary),
                 lift=jax.tree.map(lambda x, f=f: np.repeat(x[f], seeds), lift),
@@ -441,7 +447,8 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
             small,
             large,
         )
-        index, train_obj, in_range, summary, lift = jax.tree.map(np.asarray, per_seed)
+        per_seed = jax.tree.map(np.asarray, per_seed)
+        index, train_obj, in_range, summary, lift, chosen = per_seed
         auc = np.asarray(auc)
         offsets = np.cumsum([0, *sizes])
         for f, (policy, grid) in enumerate(zip(group, grids)):
@@ -454,6 +461,9 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
                 policy=policy,
                 grid=np.asarray(grid),
                 index=index[:, f] - offsets[f],
+                params=[np.asarray(grid)[i] for i in index[:, f] - offsets[f]]
+                if isinstance(kernel, Bands)
+                else list(chosen[:, f]),
                 train_objective=train_obj[:, f],
                 summary=jax.tree.map(lambda x, f=f: x[:, f], summary),
                 lift=jax.tree.map(lambda x, f=f: x[:, f], lift),
@@ -475,7 +485,7 @@ def _best_of(outputs, seeds: int) -> PolicyResult:
     params, families = [], []
     for s, f in enumerate(choice):
         out = outs[f]
-        params.append(out.policy.describe(out.grid[out.index[s]]))
+        params.append(out.policy.describe(out.params[s]))
         families.append(out.policy.name)
     return PolicyResult(
         policy="best-of",

@@ -121,6 +121,8 @@ class Tuned(NamedTuple):
 
     Attributes:
         index: `[]` the chosen candidate.
+        candidates: the candidates scored (`policy.expand(grid, obs)`); the choice
+            is `jax.tree.map(lambda c: c[index], candidates)`.
         objective: `[C]` what was maximised (see `automix_jax.objective`).
         summary: `Summary` of every candidate (fields `[C]`).
         lift: `Lift` of every candidate (fields `[C]`).
@@ -129,6 +131,7 @@ class Tuned(NamedTuple):
     """
 
     index: Int[Array, ""]
+    candidates: Params
     objective: Float[Array, " candidates"]
     summary: Summary
     lift: Lift
@@ -139,15 +142,20 @@ class Tuned(NamedTuple):
 def _tune(policy, grid, obs, noise, cost_low, cost_high, small, large) -> Tuned:
     # `noise` is one draw per query shared by every candidate (common random
     # numbers), or None for policies that draw nothing.
+    candidates = policy.expand(grid, obs)
     summary = jax.vmap(_summarize, in_axes=(None, 0, None, None, None))(
-        policy, grid, obs, None, noise
+        policy, candidates, obs, None, noise
     )
     base = baseline(obs.scores, obs.costs)
     lift = ibc_lift(summary, base, small=small, large=large, num_rows=obs.num_queries)
     in_range = (summary.cost >= cost_low) & (summary.cost <= cost_high)
+    budget = getattr(policy, "budget", None)
+    if budget is not None:
+        # A family with its own budget keeps to it as well as to the range.
+        in_range &= summary.cost <= budget
     value = jnp.where(in_range, objective(lift), OBJECTIVE_FLOOR)
     # argmax takes the first of equal candidates, as the reference's max does.
-    return Tuned(jnp.argmax(value), value, summary, lift, in_range, base)
+    return Tuned(jnp.argmax(value), candidates, value, summary, lift, in_range, base)
 
 
 @functools.partial(jax.jit, static_argnames=("policy", "small", "large"))
@@ -172,7 +180,8 @@ def tune(
         small, large: the models the IBC slopes are measured between.
 
     Returns:
-        A `Tuned`; `jax.tree.map(lambda g: g[t.index], grid)` is the choice.
+        A `Tuned`; `jax.tree.map(lambda c: c[t.index], t.candidates)` is the
+        choice.
     """
     low, high = cost_range
     noise = draw_noise(policy, key, obs)

@@ -277,6 +277,16 @@ class SpecPolicy(Policy):
     def describe(self, params: Params) -> Any:
         return self.base.describe(params)
 
+    def expand(self, grid: Params, obs) -> Params:
+        return self.base.expand(grid, obs)
+
+    def with_bins(self, bins: int) -> Policy:
+        return attrs.evolve(self, base=self.base.with_bins(self.bins or bins))
+
+    @property
+    def budget(self):
+        return getattr(self.base, "budget", None)
+
 
 @attrs.frozen
 class SpecBands(SpecPolicy, Bands):
@@ -766,7 +776,7 @@ _ALIASES = {
 
 # Families whose implementation lives in another module, imported on first use
 # (importing it registers the family).
-_LAZY_MODULES = {"pomdp": "._pomdp", "soft": "._soft", "learned": "._learned"}
+_LAZY_MODULES = {"pomdp": "._cascade", "soft": "._soft", "learned": "._learned"}
 
 _BUILDERS: dict[str, Callable[[PolicySpec], Policy]] = {}
 

@@ -80,7 +80,7 @@ class TunedPolicy:
             return policy_from_saved(self.spec)
         if self.policy in _LOADERS:
             return _LOADERS[self.policy](self)
-        return get_policy(self.policy)
+        return get_policy(self.policy).with_bins(int(self.extra.get("bins", 8)))
 
     def array_params(self):
         """The parameters as float32 arrays (what the jitted router takes)."""
@@ -236,6 +236,7 @@ def fit(
     from ._routing import tune
 
     family = get_policy(policy) if isinstance(policy, str) else policy
+    family = family.with_bins(bins)
     rows = data if train_split is None else data.split_rows(train_split)
     grid = family.grid(bins, rows.observations.num_models)
     low, high = cost_range if cost_range is not None else (-np.inf, np.inf)
@@ -245,7 +246,8 @@ def fit(
             f"no candidate of policy {family.name!r} has a mean cost in "
             f"[{low:g}, {high:g}]; widen the cost range"
         )
-    params = family.describe(np.asarray(grid)[int(tuned.index)])
+    chosen = np.asarray(tuned.candidates)[int(tuned.index)]
+    params = chosen.tolist()
     obs = data.observations
     costs = np.asarray(obs.costs)
     return TunedPolicy(
@@ -255,5 +257,6 @@ def fit(
         costs=tuple(costs.mean(axis=0).tolist()),
         verifier_cost=tuple(np.asarray(obs.verifier_costs).tolist()),
         fingerprint=fingerprint(rows),
+        extra={"bins": bins},
         version=__version__,
     )
