@@ -56,6 +56,18 @@ from ._policies import (
 )
 from ._protocol import DEFAULT_POLICIES, PolicyResult, Report, evaluate
 from ._routing import Tuned, draw_noise, outcome, route, score_grid, summarize, tune
+from ._shard import (
+    ShardedBatch,
+    Sweep,
+    lambda_sweep,
+    query_mesh,
+    shard_observations,
+    sharded_outcome,
+    sharded_route,
+    sharded_score_grid,
+    sharded_summarize,
+    sharded_tune,
+)
 from ._soft import (
     SoftBands,
     SoftCascade,
@@ -94,11 +106,37 @@ from ._specs import (
     register_spec_family,
     spec_from_dict,
 )
+from ._stream import (
+    Chunk,
+    ExactSum,
+    StreamSummary,
+    evaluate_stream,
+    read_chunks,
+    route_file,
+    stream_outcomes,
+)
 from ._tuned import TunedPolicy, fingerprint, fit, load_tuned, register_family
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ShardedBatch",
+    "Sweep",
+    "lambda_sweep",
+    "query_mesh",
+    "shard_observations",
+    "sharded_outcome",
+    "sharded_route",
+    "sharded_score_grid",
+    "sharded_summarize",
+    "sharded_tune",
+    "Chunk",
+    "ExactSum",
+    "StreamSummary",
+    "evaluate_stream",
+    "read_chunks",
+    "route_file",
+    "stream_outcomes",
     "LearnedRouter",
     "SoftBands",
     "SoftCascade",
