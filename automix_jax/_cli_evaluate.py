@@ -311,7 +311,13 @@ def write_output_dir(
     say("scoring every candidate on the evaluation split for the curves")
     results = plot_data(
         report.to_json(),
-        curves=candidate_curves(data, policies, bins=args.bins, split=args.eval_split),
+        curves=candidate_curves(
+            data,
+            policies,
+            bins=args.bins,
+            split=args.eval_split,
+            train_split=args.train_split,
+        ),
         reliability=reliability(data, split=args.eval_split),
     )
     with open(os.path.join(out_dir, "table.txt"), "w", encoding="utf-8") as handle:

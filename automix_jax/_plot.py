@@ -89,13 +89,15 @@ def candidate_curves(
     *,
     bins: int = 8,
     split: str = "val",
+    train_split: str = "train",
 ) -> dict[str, dict[str, list[float]]]:
     """Every candidate of each tunable policy scored on one split.
 
-    A policy with a `sweep(data, split)` method (the POMDP's λ sweep) gives its
-    own points; a deterministic grid family gives the mean cost and performance
-    of every grid candidate, kept to its upper frontier (no cheaper candidate
-    performs as well). Random and untuned policies have no curve.
+    A deterministic grid family gives the mean cost and performance of every
+    candidate on `split`, kept to its upper frontier (no cheaper candidate
+    performs as well); for the POMDP the candidates are its λ sweep, solved on
+    `train_split`. A policy with a `sweep(data, split)` method gives its own
+    points instead. Random and untuned policies have no curve.
 
     Returns:
         `{policy name: {"cost": [...], "performance": [...]}}`, costs ascending.
@@ -104,16 +106,21 @@ def candidate_curves(
 
     rows = data.split_rows(split)
     obs = rows.observations
+    train = data.split_rows(train_split).observations
     curves = {}
     for policy in policies:
         sweep: Callable | None = getattr(policy, "sweep", None)
         if sweep is not None:
             cost, perf = sweep(data, split)
         elif policy.tunable and not policy.needs_noise:
+            policy = policy.with_bins(bins)
             grid = policy.grid(bins, obs.num_models)
             if len(np.asarray(grid)) < 2:
                 continue
-            summary = score_grid(policy, grid, obs)
+            # Families whose candidates are built from training rows (the
+            # POMDP solves one model per λ) expand their grid on train first.
+            candidates = policy.expand(grid, train)
+            summary = score_grid(policy, candidates, obs)
             cost, perf = np.asarray(summary.cost), np.asarray(summary.performance)
         else:
             continue

@@ -274,17 +274,21 @@ class SpecPolicy(Policy):
             return fixed[None]
         return self.base.grid(self.bins or bins, num_models)
 
-    def describe(self, params: Params) -> Any:
-        return self.base.describe(params)
-
-    def expand(self, grid: Params, obs) -> Params:
+    def expand(self, grid: Params, obs: Any) -> Params:
         return self.base.expand(grid, obs)
 
     def with_bins(self, bins: int) -> Policy:
-        return attrs.evolve(self, base=self.base.with_bins(self.bins or bins))
+        # The spec's own bins win over the caller's.
+        if self.bins is not None:
+            return self
+        return attrs.evolve(self, base=self.base.with_bins(bins))
+
+    def describe(self, params: Params) -> Any:
+        return self.base.describe(params)
 
     @property
-    def budget(self):
+    def budget(self) -> float | None:
+        """The base family's mean-cost budget, where it has one (the POMDP)."""
         return getattr(self.base, "budget", None)
 
 
@@ -814,7 +818,10 @@ def _lazy_compile(spec: PolicySpec) -> Compiled:
             if f.name in names
         }
         policy = attrs.evolve(base, **settings)
-    return Compiled(spec.label(), (_wrap(spec.label(), policy),), spec=spec)
+    bins = getattr(spec, "bins", None)
+    if bins is not None:
+        policy = policy.with_bins(bins)
+    return Compiled(spec.label(), (_wrap(spec.label(), policy, None, bins),), spec=spec)
 
 
 def _both_or_neither(spec: PolicySpec, keys: tuple[str, str]) -> None:
@@ -1198,6 +1205,7 @@ def fit_spec(
             break
         # The objective of the chosen candidate, to compare the members.
         part = rows if train_split is None else rows.split_rows(train_split)
+        policy = policy.with_bins(bins)
         grid = policy.grid(bins, part.observations.num_models)
         low, high = cost_range if cost_range is not None else (-np.inf, np.inf)
         result = tune(policy, grid, part.observations, None, (low, high), small, large)

@@ -24,20 +24,38 @@ def _write(tmp_path, text: str, name: str = "policy.toml") -> str:
         # An unknown key, with the closest known one suggested.
         ('family = "threshold"\nbnis = 8\n', r"bnis: unknown key 'bnis'.*'bins'"),
         # A value of the wrong type.
-        ('family = "threshold"\nbins = "eight"\n', r"bins: expected an integer, got a string"),
-        ('family = "threshold"\nbins = 8.0\n', r"bins: expected an integer, got a number"),
-        ('family = "soft"\nsteps = true\n', r"steps: expected an integer, got a boolean"),
+        (
+            'family = "threshold"\nbins = "eight"\n',
+            r"bins: expected an integer, got a string",
+        ),
+        (
+            'family = "threshold"\nbins = 8.0\n',
+            r"bins: expected an integer, got a number",
+        ),
+        (
+            'family = "soft"\nsteps = true\n',
+            r"steps: expected an integer, got a boolean",
+        ),
         # A value out of range.
-        ('family = "threshold"\nthreshold = 1.5\n', r"threshold: must be in \[0, 1\], got 1.5"),
+        (
+            'family = "threshold"\nthreshold = 1.5\n',
+            r"threshold: must be in \[0, 1\], got 1.5",
+        ),
         ('family = "pomdp"\nlevels = 1\n', r"levels: must be at least 2, got 1"),
         ('family = "soft"\noptimizer = "rmsprop"\n', r"optimizer: must be one of adam"),
         (
             'family = "soft"\ntemperature_start = 0.01\ntemperature_end = 0.1\n',
             r"temperature_end: must not exceed temperature_start",
         ),
-        ('family = "pomdp"\nlam = 1.0\nbudget = 5.0\n', r"budget: give `lam` or `budget`"),
+        (
+            'family = "pomdp"\nlam = 1.0\nbudget = 5.0\n',
+            r"budget: give `lam` or `budget`",
+        ),
         # An unknown family.
-        ('family = "thresold"\n', r"family: unknown family 'thresold' \(did you mean 'threshold'"),
+        (
+            'family = "thresold"\n',
+            r"family: unknown family 'thresold' \(did you mean 'threshold'",
+        ),
         ("bins = 8\n", r"family: missing key 'family'"),
     ],
 )
@@ -134,7 +152,11 @@ def test_compiled_spec_routes_like_the_library_policy(jit):
     )
     cases = [
         (ax.ThresholdSpec(threshold=0.5), ax.Threshold(), 0.5),
-        (ax.DoubleThresholdSpec(low=0.25, high=0.75), ax.DoubleThreshold(), [0.25, 0.75]),
+        (
+            ax.DoubleThresholdSpec(low=0.25, high=0.75),
+            ax.DoubleThreshold(),
+            [0.25, 0.75],
+        ),
         (ax.ChainSpec(thresholds=[0.25, 0.625]), ax.ChainedThreshold(), [0.25, 0.625]),
         (ax.AlwaysSpec(model=-1), ax.AlwaysModel(-1), 0.0),
     ]
