@@ -204,35 +204,54 @@ def num_histories(num_models: int, bins: int) -> int:
     return sum(bins**p for p in range(1, num_models))
 
 
-def solve_cascade(pomdp: Pomdp, beliefs: Float[Array, "K S"], horizon: int):
-    """`horizon` exact point-based backups from a zero terminal value.
+def solve_cascade(pomdp: Pomdp, beliefs: Float[Array, "K S"], bins: int, m: int):
+    """Finite-horizon point-based backups, one stage (cascade position) at a time.
+
+    As in finite-horizon PBVI, each stage keeps its own set of alpha vectors: the
+    points at position p are backed up against the vectors of position p + 1 only
+    (computed first, backwards from the last model, whose vectors are backed up
+    against the zero terminal value). Every belief a routing can reach is a point,
+    so the values there are exact; and the argmax at a point runs over B^(p+2)
+    successor vectors instead of all K.
+
+    Args:
+        pomdp: the cascade POMDP (`build`).
+        beliefs: `history_beliefs(est)`: histories of length 1..M, then terminal.
+        bins: B.
+        m: M, the number of models.
 
     Returns:
-        `(alphas [K, S], actions [K])`, one per belief point.
+        `(alphas [K - 1, S], actions [K - 1])`, one per history point, in the order
+        of `beliefs`.
     """
     dynamics = _Dynamics(pomdp.transition, None, None, None, None)
     observation_t = jnp.swapaxes(pomdp.observation, 1, 2)
-    k, s = beliefs.shape
-    alphas = jnp.zeros((k, s), pomdp.reward.dtype)
-    actions = jnp.zeros((k,), jnp.int32)
-
-    def sweep(carry, _):
-        alphas, actions = carry
+    sizes = [bins ** (p + 1) for p in range(m)]
+    starts = np.cumsum([0, *sizes])
+    num_s = beliefs.shape[1]
+    # After the last model nothing follows: a zero terminal value.
+    successors = jnp.zeros((1, num_s), pomdp.reward.dtype)
+    successor_actions = jnp.zeros((1,), jnp.int32)
+    per_stage = []
+    for p in reversed(range(m)):
+        points = beliefs[starts[p] : starts[p + 1]]
         alphas, actions, _ = _backup_all(
             dynamics,
             observation_t,
             pomdp.reward,
             1.0,
-            alphas,
-            actions,
-            beliefs,
+            successors,
+            successor_actions,
+            points,
             False,
             pomdp.num_observations,
-            k,
+            points.shape[0],
         )
-        return (alphas, actions), None
-
-    (alphas, actions), _ = jax.lax.scan(sweep, (alphas, actions), None, length=horizon)
+        per_stage.append((alphas, actions))
+        successors, successor_actions = alphas, actions
+    per_stage.reverse()
+    alphas = jnp.concatenate([a for a, _ in per_stage])
+    actions = jnp.concatenate([x for _, x in per_stage])
     return alphas, actions
 
 
@@ -267,8 +286,8 @@ def sweep_tables(
 
     def one(lam):
         pomdp = build(est, costs, obs.verifier_costs, lam * scale)
-        alphas, actions = solve_cascade(pomdp, beliefs, m)
-        values = jnp.sum(alphas * beliefs, axis=-1)
+        alphas, actions = solve_cascade(pomdp, beliefs, bins, m)
+        values = jnp.sum(alphas * beliefs[:-1], axis=-1)
         return actions[:h], values[:h]
 
     actions, values = jax.vmap(one)(lams)

@@ -580,6 +580,9 @@ class ChainSpec(PolicySpec):
         if self.thresholds is not None and not self.thresholds:
             raise _FieldError("thresholds", "must not be empty")
 
+    def label(self) -> str:
+        return self.name or ChainedThreshold.name
+
     def compile(self) -> Compiled:
         return Compiled(
             self.label(),
@@ -1066,6 +1069,10 @@ def spec_for_name(name: str) -> PolicySpec:
         )
     if name in SPEC_FAMILIES or name in _ALIASES:
         return spec_from_dict({"family": name}, source="--policy")
+    if name.startswith("always-model-") and name[13:].isdigit():
+        return spec_from_dict(
+            {"family": "always", "model": int(name[13:])}, source="--policy"
+        )
     raise SpecError(
         f"--policy: unknown policy {name!r}"
         f"{_suggest(name, [*SPEC_FAMILIES, *_ALIASES, 'best-of'])}; give a family "
