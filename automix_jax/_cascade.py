@@ -380,6 +380,7 @@ def _from_spec(spec) -> CascadePomdp:
         bins=spec.bins,
         levels=spec.levels,
         smoothing=spec.smoothing,
+        num_lambdas=spec.num_lambdas,
         lam=spec.lam,
         budget=spec.budget,
     )

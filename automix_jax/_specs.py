@@ -688,13 +688,17 @@ class PomdpSpec(PolicySpec):
     Attributes:
         bins: B confidence bins (the observations).
         levels: quality levels per model (2: wrong or right).
-        lam: λ, the price of one unit of cost in quality units.
+        lam: λ, quality given up per C_last - C_first of cost (1: the whole
+            small-to-large price difference is worth one point of quality).
         budget: a mean cost per query; λ is the smallest that keeps to it.
             Give `lam` or `budget`, not both; neither chooses λ by IBC lift on
             the training rows.
         smoothing: pseudo-count added to every (state, bin) cell, so an empty bin
             is not a zero probability.
-        belief_points: K belief points of the value iteration.
+        num_lambdas: the size of the λ sweep when λ is chosen on train.
+
+    The belief points are every observation history the cascade can reach, so
+    the point-based backups are exact there and need no point budget.
     """
 
     family: ClassVar[str] = "pomdp"
@@ -703,7 +707,7 @@ class PomdpSpec(PolicySpec):
     lam: float | None = _field("float", None, _at_least(0))
     budget: float | None = _field("float", None, _positive)
     smoothing: float = _field("float", 1.0, _positive)
-    belief_points: int = _field("int", 64, _at_least(1))
+    num_lambdas: int = _field("int", 48, _at_least(1))
 
     def __attrs_post_init__(self):
         if self.lam is not None and self.budget is not None:
