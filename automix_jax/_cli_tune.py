@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 
+from ._cli_evaluate import add_data_arguments, load_from_args
 from ._errors import PolicyError
 
 __all__ = ["register"]
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers separated by commas, got {text!r}"
-        ) from None
 
 
 def register(subparsers) -> None:
@@ -36,10 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--budget", type=float, default=None, help="mean cost budget (default: none)"
     )
-    parser.add_argument("--data", default=None, help="JSONL file (default: demo)")
-    parser.add_argument("--models", default=None, help="model names, cheapest first")
-    parser.add_argument("--costs", type=_floats, default=None, help="e.g. 1,50")
-    parser.add_argument("--verifier-cost", type=float, default=1.0)
+    add_data_arguments(parser)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--train-size", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=300)
@@ -60,16 +48,15 @@ def _stats(values) -> dict:
 def run_tune(args) -> dict:
     """Runs the command and returns its JSON object (no printing)."""
     from . import _learned, _soft
-    from ._data import demo_path, load
+    from ._data import demo_path
     from ._metrics import LiftStatus, baseline, ibc_lift
 
-    path = args.data or demo_path("gsm8k")
-    models = args.models.split(",") if args.models else None
-    data = load(path, models, costs=args.costs, verifier_cost=args.verifier_cost)
+    path = args.data or demo_path(args.demo)
+    data = load_from_args(args)
     if args.seeds < 1 or args.train_size < 1:
         raise PolicyError("`--seeds` and `--train-size` must be at least 1")
-    train = data.split_rows("train").observations
-    val = data.split_rows("val").observations
+    train = data.split_rows(args.train_split).observations
+    val = data.split_rows(args.eval_split).observations
     m = train.num_models
     train_inputs = val_inputs = None
     if args.policy == "soft":
@@ -77,8 +64,8 @@ def run_tune(args) -> dict:
         config = _soft.TrainConfig(steps=args.steps)
     else:
         features = _learned.load_features(path, data)
-        train_inputs = features.split(data, "train")
-        val_inputs = features.split(data, "val")
+        train_inputs = features.split(data, args.train_split)
+        val_inputs = features.split(data, args.eval_split)
         policy = _learned.LearnedRouter.for_features(train_inputs, features.names)
         config = _soft.TrainConfig(
             steps=args.steps, temperature_start=1.0, temperature_end=0.01
