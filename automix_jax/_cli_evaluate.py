@@ -74,7 +74,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--verifier-cost",
         type=float,
         default=1.0,
-        help="cost of one self-verification (default: 1)",
+        help="cost of one self-verification (default: 1); with --cost-column, "
+        "pass 0 when that column already includes verification, as the output "
+        "of `automix-jax run` does",
     )
     data.add_argument("--score-column", default="{model}_f1", metavar="TEMPLATE")
     data.add_argument(
