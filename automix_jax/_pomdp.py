@@ -18,6 +18,12 @@ Shape legend:
 - K: belief points
 - N: alpha vectors (PBVI keeps one per belief point, so N = K while solving)
 
+`solve(..., method="perseus")` runs randomised point-based backups instead (Perseus;
+Spaan & Vlassis, "Perseus: Randomized point-based value iteration for POMDPs", JAIR
+2005) over many beliefs collected by random walks, starting from the blind-policy
+bound (one vector per action), and scores successor beliefs on their few likeliest
+states when beliefs are sparse (TagAvoid: about 30 of 870 states).
+
 Values are lower bounds on the optimal value when the discount is below one: the
 alpha vectors start at a blind-policy lower bound, and every backup keeps, at each
 belief point, the better of the new vector and the old best one (as in Perseus; Spaan
@@ -45,6 +51,7 @@ __all__ = [
     "backup",
     "belief_update",
     "blind_lower_bound",
+    "blind_policy_bound",
     "policy",
     "solve",
     "value",
@@ -221,6 +228,70 @@ def blind_lower_bound(
     return alpha, best_action.astype(jnp.int32)[None]
 
 
+def blind_policy_bound(
+    pomdp: Pomdp, *, iterations: int | None = None
+) -> tuple[Float[Array, "actions states"], Int[Array, " actions"]]:
+    """One alpha vector per action: the value of repeating that action forever.
+
+    The blind policy "always take `a`" has the value `alpha_a = R[a] + discount *
+    T[a] @ alpha_a` in every state, whatever is observed, so `max_a alpha_a @ b` is
+    a lower bound at every belief `b` (Hauskrecht 2000, "Value-function
+    approximations for partially observable Markov decision processes"). It is
+    much tighter than `blind_lower_bound` where some action is cheap in most
+    states (TagAvoid: the tag action ends the game in the state where it works).
+
+    The fixed point is approached by value iteration from `blind_lower_bound`'s
+    worst case `min_s R[a, s] / (1 - discount)`, which lies below `alpha_a`; the
+    backup is monotone, so every iterate stays below `alpha_a` and is itself a
+    sound bound, however few iterations run.
+
+    Args:
+        pomdp: the problem; `discount` must be below 1.
+        iterations: value-iteration steps; `None` runs enough for the error of
+            the starting guess to shrink by 1e-6.
+
+    Returns:
+        `([A, S], [A])` the vectors and their actions `0 .. A - 1`.
+
+    Raises:
+        AutomixError: when `pomdp.discount` is 1 (a blind policy has no finite
+            value then).
+    """
+    if pomdp.discount >= 1.0:
+        raise AutomixError(
+            "`blind_policy_bound` needs discount < 1, got "
+            f"{pomdp.discount}; use a zero terminal value for finite horizons"
+        )
+    dynamics = _dynamics(np.asarray(pomdp.transition), None)
+    steps = _blind_steps(pomdp.discount) if iterations is None else iterations
+    alphas = _blind_policy(dynamics, pomdp.reward, pomdp.discount, steps)
+    return alphas, jnp.arange(pomdp.num_actions, dtype=jnp.int32)
+
+
+def _blind_steps(discount: float) -> int:
+    """Iterations for `discount ** n` to fall below 1e-6."""
+    return max(1, math.ceil(math.log(1e-6) / math.log(discount)))
+
+
+@eqx.filter_jit
+def _blind_policy(
+    dynamics: _Dynamics,
+    reward: Float[Array, "A S"],
+    discount: float,
+    iterations: int,
+) -> Float[Array, "A S"]:
+    """`iterations` steps of `alpha <- R + discount * T alpha`, all actions at once."""
+    # Start at each action's worst case, a constant vector below its fixed point.
+    start = jnp.broadcast_to(
+        reward.min(axis=1, keepdims=True) / (1.0 - discount), reward.shape
+    )
+
+    def step(_, alphas):
+        return reward + discount * dynamics.pullback(alphas)
+
+    return jax.lax.fori_loop(0, iterations, step, start)
+
+
 # ---------------------------------------------------------------------------
 # Transition operators, dense or sparse.
 
@@ -253,6 +324,14 @@ class _Dynamics(eqx.Module):
         return empty.at[self.row_index[action, state]].add(
             self.row_value[action, state]
         )
+
+    def pullback_one(
+        self, action: Int[Array, ""], h: Float[Array, " S"]
+    ) -> Float[Array, " S"]:
+        """`T[action] @ h`, for one action only."""
+        if self.dense is not None:
+            return self.dense[action] @ h
+        return jnp.sum(self.row_value[action] * h[self.row_index[action]], axis=-1)
 
     def pullback(self, h: Float[Array, "A S"]) -> Float[Array, "A S"]:
         if self.dense is not None:
@@ -335,6 +414,65 @@ def _backup_one(
     scores = candidates @ belief
     action = jnp.argmax(scores)
     return candidates[action], action.astype(jnp.int32), scores[action]
+
+
+def _backup_sparse(
+    dynamics: _Dynamics,
+    observation: Float[Array, "A S O"],
+    observation_t: Float[Array, "A O S"],
+    reward: Float[Array, "A S"],
+    discount: float,
+    alphas: Float[Array, "N S"],
+    alphas_t: Float[Array, "S N"],
+    belief: Float[Array, " S"],
+    fallback: Int[Array, ""],
+    max_observations: int,
+    width: int,
+) -> tuple[Float[Array, " S"], Int[Array, ""], Float[Array, ""]]:
+    """`_backup_one`, scoring successor beliefs on their `width` likeliest states.
+
+    A TagAvoid belief covers about 30 of the 870 states (the robot sees its own
+    cell), so the successor beliefs `tau[a, o]` are scored against the `N` vectors
+    as `[A, M, W] x [A, W, N]` products over the `W = width` states of largest
+    predicted mass (rows of `alphas_t`, gathered whole) instead of `[A, M, S] x
+    [S, N]`. The action is chosen from those scores as well, and only the chosen
+    action's vector is built at full length. When a predicted belief covers more
+    than `W` states the scores only choose the plan less well: the returned vector
+    is still `R[a] + discount * T[a] (sum_o O[a, :, o] * alpha_o)` for real vectors
+    `alpha_o`, and its value at `belief` is computed exactly.
+
+    Args:
+        alphas_t: `[S, N]` the transpose of `alphas`, so that a state's values
+            under every vector are one contiguous row.
+        width: W, states kept per predicted belief.
+
+    Returns:
+        The new vector `[S]`, its action and its value at `belief`.
+    """
+    num_actions = reward.shape[0]
+    predicted = dynamics.predict(belief)
+    mass, support = jax.lax.top_k(predicted, width)
+    # tau[a, w, o]: unnormalised successor beliefs on each action's support.
+    tau = mass[:, :, None] * observation[jnp.arange(num_actions)[:, None], support]
+    _, kept = jax.lax.top_k(tau.sum(axis=1), max_observations)
+    tau_kept = jnp.take_along_axis(tau, kept[:, None, :], axis=2)
+    scores = jnp.einsum("awm,awn->amn", tau_kept, alphas_t[support])
+    best = jnp.argmax(scores, axis=-1)
+    best_score = jnp.max(scores, axis=-1)
+    # Observations outside the kept ones use `fallback`: the predicted mass scores
+    # it in full, and each kept observation swaps its share for its best vector.
+    fallback_on_support = alphas[fallback][support]
+    fallback_total = jnp.sum(mass * fallback_on_support, axis=-1)
+    fallback_kept = jnp.einsum("awm,aw->am", tau_kept, fallback_on_support)
+    future_value = fallback_total + jnp.sum(best_score - fallback_kept, axis=-1)
+    action = jnp.argmax(reward @ belief + discount * future_value)
+    # The full vector, for the chosen action only (rows of O sum to one, so the
+    # fallback carries the mass of every observation not kept).
+    o_kept = observation_t[action, kept[action]]
+    chosen = alphas[best[action]] - alphas[fallback]
+    future = alphas[fallback] + jnp.sum(o_kept * chosen, axis=0)
+    vector = reward[action] + discount * dynamics.pullback_one(action, future)
+    return vector, action.astype(jnp.int32), vector @ belief
 
 
 def _backup_all(
@@ -583,6 +721,191 @@ def _expand(
     return beliefs, count + added
 
 
+@eqx.filter_jit
+def _random_walks(
+    dynamics: _Dynamics,
+    observation: Float[Array, "A S O"],
+    start: Float[Array, " S"],
+    uniforms: Float[Array, "L R 4"],
+) -> Float[Array, "L R S"]:
+    """The beliefs along `R` random walks of `L` steps from `start`, as Perseus.
+
+    Each walk draws a true state from `start`, then takes uniformly random actions,
+    drawing successors from T and observations from O, and records its belief after
+    every step (Spaan & Vlassis 2005 collect their belief set this way). The
+    uniforms come from NumPy, as in `_expand`.
+    """
+    num_actions = observation.shape[0]
+    num_walks = uniforms.shape[1]
+    states0 = _draw(
+        jnp.broadcast_to(start, (num_walks, start.shape[0])), uniforms[0, :, 3]
+    )
+    beliefs0 = jnp.broadcast_to(start, (num_walks, start.shape[0]))
+
+    def step(carry, u):
+        beliefs, states = carry
+        actions = jnp.minimum(
+            (u[:, 0] * num_actions).astype(jnp.int32), num_actions - 1
+        )
+        next_states = _draw(jax.vmap(dynamics.row)(actions, states), u[:, 1])
+        observations = _draw(observation[actions, next_states], u[:, 2])
+        predicted = jax.vmap(dynamics.predict)(beliefs)
+        predicted = jnp.take_along_axis(predicted, actions[:, None, None], axis=1)[:, 0]
+        joint = predicted * observation[actions, :, observations]
+        total = joint.sum(axis=-1, keepdims=True)
+        # As in `belief_update`: a sampled observation has positive probability,
+        # but a safe denominator keeps rounding from producing NaN.
+        beliefs = jnp.where(
+            total > 0, joint / jnp.where(total > 0, total, 1.0), predicted
+        )
+        return (beliefs, next_states), beliefs
+
+    _, walked = jax.lax.scan(step, (beliefs0, states0), uniforms)
+    return walked
+
+
+class _StageState(NamedTuple):
+    """Carry of one Perseus stage: the new vector set as it is built."""
+
+    round: Int[Array, ""]  # rounds of `M` backups done in this stage
+    alphas: Float[Array, "C S"]  # the new set; rows from `count` on are unused
+    actions: Int[Array, " C"]
+    count: Int[Array, ""]  # vectors in the new set
+    values: Float[Array, " K"]  # value of each belief point under the new set
+    best: Int[Array, " K"]  # index of its maximising new vector
+
+
+@eqx.filter_jit
+def _perseus_stage(
+    dynamics: _Dynamics,
+    observation_t: Float[Array, "A O S"],
+    reward: Float[Array, "A S"],
+    discount: float,
+    alphas: Float[Array, "C S"],
+    actions: Int[Array, " C"],
+    count: Int[Array, ""],
+    beliefs: Float[Array, "K S"],
+    old_values: Float[Array, " K"],
+    old_best: Int[Array, " K"],
+    priority: Float[Array, " K"],
+    observation: Float[Array, "A S O"],
+    belief_support: tuple[Int[Array, "K V"], Float[Array, "K V"]] | None,
+    max_observations: int,
+    round_size: int,
+    width: int | None,
+) -> _StageState:
+    """One stage of randomised point-based backups (Perseus; Spaan & Vlassis 2005).
+
+    The new set starts empty. Each round backs up `M = round_size` belief points
+    whose value under the new set is still below their value under the old set
+    `alphas[:count]`, against the old set; a point whose backup is worse than its
+    old value contributes its old best vector instead (so every point ends with
+    at least its old value). Points are taken in the order of the random
+    `priority`, which makes the choice a uniform draw without replacement as in
+    Perseus, done `M` at a time so that the backups vectorise. The stage ends when
+    every point has improved or the next round would overflow the `C` rows; most
+    points improve through the vectors added for others, so a stage needs far
+    fewer than `K` backups.
+
+    Rows of `alphas` from `count` on must hold copies of valid vectors (the driver
+    repeats row 0), so that maxima over all `C` rows need no mask.
+    `belief_support`, when given, is every belief's nonzeros as `[K, V]` state
+    indices and masses (padded with zero mass), for the value updates.
+    """
+    capacity, num_states = alphas.shape
+    # A point counts as improved when its new value is within rounding of its old
+    # value: the old best vector copied into the new set can score a last bit
+    # lower when computed in a different block of the matrix product.
+    slack = 1e-6 * (1.0 + jnp.abs(old_values))
+    alphas_t = alphas.T
+    # The finite floor stands for "no vector yet" and loses every comparison.
+    floor = jnp.finfo(alphas.dtype).min
+
+    def cond(state: _StageState):
+        pending = state.values < old_values - slack
+        room = state.count + round_size <= capacity
+        return jnp.any(pending) & room
+
+    def body(state: _StageState):
+        pending = state.values < old_values - slack
+        # Pending points first, in random order; improved points only fill the
+        # round when fewer than `M` are pending (their backups are valid plans
+        # too, merely not needed).
+        _, chosen = jax.lax.top_k(
+            jnp.where(pending, priority, priority - 2.0), round_size
+        )
+
+        def one(belief, fallback):
+            if width is not None:
+                return _backup_sparse(
+                    dynamics,
+                    observation,
+                    observation_t,
+                    reward,
+                    discount,
+                    alphas,
+                    alphas_t,
+                    belief,
+                    fallback,
+                    max_observations,
+                    width,
+                )
+            return _backup_one(
+                dynamics,
+                observation_t,
+                reward,
+                discount,
+                alphas,
+                belief,
+                fallback,
+                max_observations,
+            )
+
+        fallback = old_best[chosen]
+        new_alphas, new_actions, new_values = jax.vmap(one)(beliefs[chosen], fallback)
+        # Perseus's rule: keep the old best vector where the backup is worse.
+        worse = new_values < old_values[chosen]
+        new_alphas = jnp.where(worse[:, None], alphas[fallback], new_alphas)
+        new_actions = jnp.where(worse, actions[fallback], new_actions)
+        stacked = jax.lax.dynamic_update_slice(
+            state.alphas, new_alphas, (state.count, 0)
+        )
+        stacked_actions = jax.lax.dynamic_update_slice(
+            state.actions, new_actions, (state.count,)
+        )
+        # Only the new vectors can raise a point's value: `K x M` products, over
+        # each belief's support when it is stored (a gather of whole rows of
+        # the transposed new vectors instead of a dense matrix product).
+        if belief_support is None:
+            scores = beliefs @ new_alphas.T
+        else:
+            index, mass = belief_support
+            scores = jnp.einsum("kw,kwm->km", mass, new_alphas.T[index])
+        top = jnp.argmax(scores, axis=1)
+        top_value = jnp.take_along_axis(scores, top[:, None], axis=1)[:, 0]
+        better = top_value > state.values
+        return _StageState(
+            state.round + 1,
+            stacked,
+            stacked_actions,
+            state.count + round_size,
+            jnp.where(better, top_value, state.values),
+            jnp.where(better, state.count + top.astype(jnp.int32), state.best),
+        )
+
+    num_points = beliefs.shape[0]
+    init = _StageState(
+        jnp.zeros((), jnp.int32),
+        alphas,
+        actions,
+        jnp.zeros((), jnp.int32),
+        jnp.full((num_points,), floor, alphas.dtype),
+        jnp.zeros((num_points,), jnp.int32),
+    )
+    del num_states
+    return jax.lax.while_loop(cond, body, init)
+
+
 # ---------------------------------------------------------------------------
 # The driver.
 
@@ -600,6 +923,11 @@ def solve(
     sparse: bool | None = None,
     batch_size: int | None = None,
     sweeps_per_check: int = 10,
+    method: str = "pbvi",
+    num_alphas: int = 512,
+    round_size: int = 32,
+    walk_length: int = 30,
+    support_width: int | None = 32,
 ) -> PbviResult:
     """Point-based value iteration (Pineau, Gordon & Thrun 2003).
 
@@ -631,6 +959,22 @@ def solve(
         batch_size: belief points backed up together (bounds memory); `None`
             picks one from the problem's size.
         sweeps_per_check: sweeps per compiled call between time checks.
+        method: `"pbvi"` backs up every point in each sweep, keeping one vector
+            per point; `"perseus"` runs randomised backups (Spaan & Vlassis
+            2005, "Perseus: Randomized point-based value iteration for POMDPs",
+            JAIR): the points are the beliefs along random walks from the start
+            (`walk_length` steps each), the vectors start at the blind-policy
+            bound (`blind_policy_bound`), and each stage backs up random points,
+            `round_size` at a time, until every point's value has improved, which
+            takes far fewer backups than points. It needs discount < 1. A final
+            exact backup at the start belief, over every observation, is added
+            to the vectors. `iterations` then counts stages.
+        num_alphas: Perseus: room for vectors per stage (C; sets the shapes).
+        round_size: Perseus: backups made together in one round (M).
+        walk_length: Perseus: steps of each random walk collecting beliefs.
+        support_width: Perseus: score successor beliefs on their this many
+            likeliest states, as gathers (see `_backup_sparse`), when that is at
+            most half the states; `None` scores them densely.
 
     Returns:
         A `PbviResult`: alpha vectors `[N, S]`, their actions `[N]`, the belief
@@ -643,6 +987,19 @@ def solve(
         raise AutomixError(f"`num_beliefs` must be at least 1, got {num_beliefs}")
     if max_iterations < 0:
         raise AutomixError(f"`max_iterations` must be >= 0, got {max_iterations}")
+    if method not in ("pbvi", "perseus"):
+        raise AutomixError(f"`method` must be 'pbvi' or 'perseus', got {method!r}")
+    if method == "perseus":
+        if pomdp.discount >= 1.0:
+            raise AutomixError(
+                "`method='perseus'` needs discount < 1; use 'pbvi' for a finite horizon"
+            )
+        if num_alphas < 2 * pomdp.num_actions or round_size < 1 or walk_length < 1:
+            raise AutomixError(
+                "Perseus needs `num_alphas` >= 2 * actions "
+                f"({2 * pomdp.num_actions}), `round_size` >= 1 and `walk_length` "
+                f">= 1; got {num_alphas}, {round_size}, {walk_length}"
+            )
     finite_horizon = pomdp.discount >= 1.0
     dtype = pomdp.reward.dtype
     num_actions, num_states = pomdp.num_actions, pomdp.num_states
@@ -651,6 +1008,22 @@ def solve(
     kept = int(min(max(kept, 1), num_observations))
     dynamics = _dynamics(np.asarray(pomdp.transition), sparse)
     observation_t = jnp.swapaxes(pomdp.observation, 1, 2)
+    if method == "perseus":
+        return _solve_perseus(
+            pomdp,
+            dynamics,
+            None if beliefs is None else jnp.asarray(beliefs, dtype),
+            num_beliefs=num_beliefs,
+            num_alphas=num_alphas,
+            round_size=round_size,
+            walk_length=walk_length,
+            support_width=support_width,
+            max_iterations=max_iterations,
+            tolerance=tolerance,
+            time_limit=time_limit,
+            seed=seed,
+            kept=kept,
+        )
     if beliefs is None:
         points = jnp.broadcast_to(pomdp.start, (num_beliefs, num_states)).astype(dtype)
     else:
@@ -754,4 +1127,220 @@ def solve(
         converged=converged,
         compile_seconds=compile_seconds,
         solve_seconds=solve_seconds,
+    )
+
+
+def _solve_perseus(
+    pomdp: Pomdp,
+    dynamics: _Dynamics,
+    points: Float[Array, "K S"] | None,
+    *,
+    num_beliefs: int,
+    num_alphas: int,
+    round_size: int,
+    walk_length: int,
+    support_width: int | None,
+    max_iterations: int,
+    tolerance: float,
+    time_limit: float | None,
+    seed: int,
+    kept: int,
+) -> PbviResult:
+    """Perseus stages from the blind-policy bound; see `solve`."""
+    dtype = pomdp.reward.dtype
+    num_actions, num_states = pomdp.num_actions, pomdp.num_states
+    observation_t = jnp.swapaxes(pomdp.observation, 1, 2)
+    rng = np.random.default_rng(seed)
+    if points is None:
+        num_walks = max(1, math.ceil((num_beliefs - 1) / walk_length))
+        uniforms_shape = (walk_length, num_walks, 4)
+    round_size = int(min(round_size, num_alphas // 2))
+    # Score on supports only where they are much smaller than the state space.
+    width = (
+        None
+        if support_width is None or 2 * support_width > num_states
+        else support_width
+    )
+    alpha0 = _blind_policy(
+        dynamics, pomdp.reward, pomdp.discount, _blind_steps(pomdp.discount)
+    )
+    # Unused rows repeat row 0, so maxima over all rows need no mask.
+    alphas = jnp.concatenate(
+        [alpha0, jnp.broadcast_to(alpha0[:1], (num_alphas - num_actions, num_states))]
+    )
+    actions = jnp.concatenate(
+        [
+            jnp.arange(num_actions, dtype=jnp.int32),
+            jnp.zeros(num_alphas - num_actions, jnp.int32),
+        ]
+    )
+    count = jnp.asarray(num_actions, jnp.int32)
+    started = time.perf_counter()
+    if points is None:
+        walk_fn = _random_walks.lower(
+            dynamics, pomdp.observation, pomdp.start, jnp.zeros(uniforms_shape, dtype)
+        ).compile()
+    compile_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    if points is None:
+        walked = walk_fn(
+            dynamics,
+            pomdp.observation,
+            pomdp.start,
+            jnp.asarray(rng.random(uniforms_shape), dtype),
+        )
+        # The start belief is point 0, so its value never decreases.
+        points = jnp.concatenate(
+            [pomdp.start[None].astype(dtype), walked.reshape(-1, num_states)]
+        )[:num_beliefs]
+    collect_seconds = time.perf_counter() - started
+    num_points = points.shape[0]
+    # Store each belief's support when every belief is sparse. The start belief
+    # may be much wider (TagAvoid's covers 841 states, its successors about 30);
+    # it then leaves the set, and the exact backup at the end covers it.
+    nonzeros = np.asarray(points != 0)
+    support_size = max(1, int(nonzeros[1:].sum(axis=1).max(initial=0)))
+    support = None
+    if width is not None and 4 * support_size <= num_states and num_points > 1:
+        if nonzeros[0].sum() > support_size:
+            points, nonzeros = points[1:], nonzeros[1:]
+            num_points -= 1
+        order = np.argsort(~nonzeros, axis=1, kind="stable")[:, :support_size]
+        support = (
+            jnp.asarray(order, jnp.int32),
+            jnp.take_along_axis(points, jnp.asarray(order), axis=1),
+        )
+    started = time.perf_counter()
+    stage_args = (dynamics, observation_t, pomdp.reward, pomdp.discount)
+    zeros_k = jnp.zeros(num_points, dtype)
+    stage_fn = _perseus_stage.lower(
+        *stage_args,
+        alphas,
+        actions,
+        count,
+        jnp.zeros((num_points, num_states), dtype),
+        zeros_k,
+        jnp.zeros(num_points, jnp.int32),
+        zeros_k,
+        pomdp.observation,
+        support,
+        max_observations=kept,
+        round_size=round_size,
+        width=width,
+    ).compile()
+    # A stage that changes nothing proves little (its few random backups may all
+    # have missed the points that can improve), so a quiet stage is confirmed by
+    # backing up every point once, as a PBVI sweep would.
+    batch_size = int(
+        min(num_points, max(16, 2**19 // (num_actions * kept * num_alphas)))
+    )
+    check_args = (*stage_args, alphas, actions)
+    check_fn = _backup_jit.lower(
+        *check_args,
+        jnp.zeros((num_points, num_states), dtype),
+        True,
+        kept,
+        batch_size,
+    ).compile()
+    final_fn = _backup_jit.lower(
+        *check_args,
+        pomdp.start[None].astype(dtype),
+        True,
+        pomdp.num_observations,
+        1,
+    ).compile()
+    compile_seconds += time.perf_counter() - started
+    started = time.perf_counter() - collect_seconds
+    deadline = math.inf if time_limit is None else started + time_limit
+    scores = points @ alphas.T
+    best = jnp.argmax(scores, axis=1).astype(jnp.int32)
+    values = jnp.max(scores, axis=1)
+    iterations = 0
+    converged = False
+    while iterations < max_iterations:
+        priority = jnp.asarray(rng.random(num_points), dtype)
+        state = stage_fn(
+            *stage_args,
+            alphas,
+            actions,
+            count,
+            points,
+            values,
+            best,
+            priority,
+            pomdp.observation,
+            support,
+            max_observations=kept,
+            round_size=round_size,
+            width=width,
+        )
+        iterations += 1
+        change = float(jnp.max(jnp.abs(state.values - values)))
+        count = state.count
+        keep = jnp.arange(num_alphas) < count
+        alphas = jnp.where(keep[:, None], state.alphas, state.alphas[:1])
+        actions = jnp.where(keep, state.actions, state.actions[0])
+        values, best = state.values, state.best
+        if change <= tolerance:
+            _, _, residual = check_fn(
+                *stage_args, alphas, actions, points, True, kept, batch_size
+            )
+            if float(residual) <= tolerance:
+                converged = True
+                break
+        if time.perf_counter() > deadline:
+            break
+    # One exact backup at the start belief, over every observation, against the
+    # final set: a real plan, appended, so the value reported at the start is at
+    # least the one-step lookahead of the set.
+    used = int(count)
+    start_alpha, start_action, _ = final_fn(
+        *stage_args,
+        alphas,
+        actions,
+        pomdp.start[None].astype(dtype),
+        True,
+        pomdp.num_observations,
+        1,
+    )
+    alphas = jnp.concatenate([alphas[:used], start_alpha])
+    actions = jnp.concatenate([actions[:used], start_action])
+    alphas.block_until_ready()
+    solve_seconds = time.perf_counter() - started
+    return _result(
+        pomdp,
+        alphas,
+        actions,
+        points,
+        iterations,
+        converged,
+        compile_seconds,
+        solve_seconds,
+    )
+
+
+def _result(
+    pomdp, alphas, actions, points, iterations, converged, compile_s, solve_s
+) -> PbviResult:
+    """Drop duplicate vectors and package a `PbviResult`."""
+    stacked = np.concatenate(
+        [
+            np.asarray(alphas),
+            np.asarray(actions, np.float64)[:, None].astype(alphas.dtype),
+        ],
+        axis=1,
+    )
+    _, first = np.unique(stacked, axis=0, return_index=True)
+    first = np.sort(first)
+    alphas = alphas[first]
+    actions = actions[first]
+    return PbviResult(
+        alphas=alphas,
+        actions=actions,
+        beliefs=points,
+        value=float(value(alphas, pomdp.start)),
+        iterations=iterations,
+        converged=converged,
+        compile_seconds=compile_s,
+        solve_seconds=solve_s,
     )

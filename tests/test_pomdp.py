@@ -10,11 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from automix_jax._errors import AutomixError
 from automix_jax._pomdp import (
     Pomdp,
+    _backup_one,
+    _backup_sparse,
+    _dynamics,
     backup,
     belief_update,
     blind_lower_bound,
+    blind_policy_bound,
     policy,
     solve,
     value,
@@ -200,3 +205,93 @@ def test_observation_truncation_is_a_lower_bound():
         beliefs=full.beliefs,
     )
     assert truncated.value <= full.value + 1e-4
+
+
+def test_blind_policy_bound_matches_linear_solve():
+    problem = random_pomdp(5, states=4, actions=3, observations=2, discount=0.9)
+    alphas, actions = blind_policy_bound(problem)
+    T = np.asarray(problem.transition, np.float64)
+    R = np.asarray(problem.reward, np.float64)
+    # alpha_a = R_a + discount T_a alpha_a, solved directly.
+    expected = np.stack(
+        [np.linalg.solve(np.eye(4) - 0.9 * T[a], R[a]) for a in range(3)]
+    )
+    np.testing.assert_allclose(alphas, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(actions, [0, 1, 2])
+    # Few iterations stay below the fixed point: still a lower bound.
+    early, _ = blind_policy_bound(problem, iterations=3)
+    assert np.all(np.asarray(early) <= expected + 1e-5)
+
+
+def test_blind_policy_bound_refuses_finite_horizon():
+    with pytest.raises(AutomixError, match="discount < 1"):
+        blind_policy_bound(random_pomdp(0))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_sparse_backup_equals_dense_backup(sparse):
+    states, observations = 6, 3
+    problem = random_pomdp(7, states=states, actions=2, observations=observations)
+    rng = np.random.default_rng(7)
+    alphas = jnp.asarray(rng.normal(size=(5, states)), jnp.float32)
+    beliefs = jnp.asarray(rng.dirichlet(np.ones(states), 4), jnp.float32)
+    dynamics = _dynamics(np.asarray(problem.transition), sparse)
+    observation_t = jnp.swapaxes(problem.observation, 1, 2)
+    args = (problem.reward, 0.9, alphas)
+    fallback = jnp.zeros(4, jnp.int32)
+    dense = jax.vmap(
+        lambda b, f: _backup_one(dynamics, observation_t, *args, b, f, observations)
+    )(beliefs, fallback)
+    # With every state in the support and every observation kept, the sparse
+    # scoring is exact.
+    on_support = jax.jit(
+        jax.vmap(
+            lambda b, f: _backup_sparse(
+                dynamics,
+                problem.observation,
+                observation_t,
+                *args[:2],
+                alphas,
+                alphas.T,
+                b,
+                f,
+                observations,
+                states,
+            )
+        )
+    )(beliefs, fallback)
+    for got, want in zip(on_support, dense):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_perseus_reaches_tiger_optimum_on_pbvi_beliefs():
+    pbvi = solve(tiger(), num_beliefs=32, tolerance=1e-6, max_iterations=3000)
+    result = solve(
+        tiger(),
+        method="perseus",
+        beliefs=pbvi.beliefs,
+        num_alphas=64,
+        round_size=4,
+        tolerance=1e-6,
+        max_iterations=3000,
+    )
+    assert result.converged
+    assert abs(result.value - TIGER_OPTIMUM) < 1e-2
+
+
+def test_perseus_random_walks_give_a_lower_bound():
+    result = solve(
+        tiger(), method="perseus", num_beliefs=64, num_alphas=64, round_size=8
+    )
+    # A lower bound: at most the optimum, and above the blind-policy bound.
+    assert -20.0 < result.value <= TIGER_OPTIMUM + 1e-3
+    assert result.beliefs.shape == (64, 2)
+
+
+def test_perseus_refuses_finite_horizon_and_bad_sizes():
+    with pytest.raises(AutomixError, match="discount < 1"):
+        solve(random_pomdp(0), method="perseus")
+    with pytest.raises(AutomixError, match="num_alphas"):
+        solve(tiger(), method="perseus", num_alphas=2)
+    with pytest.raises(AutomixError, match="method"):
+        solve(tiger(), method="hsvi")
