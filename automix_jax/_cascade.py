@@ -9,9 +9,10 @@ model (reward: the quality of that answer) or escalates to the next model (rewar
 does not change while a query is routed.
 
 The prior over quality vectors and the observation model P(bin of model i | quality
-vector) are counted from the train rows with additive (Laplace) smoothing, so an
-empty bin gets a small probability instead of zero. The observations of different
-models are taken as independent given the quality vector.
+of model i's answer) (or, with `joint`, given the whole quality vector) are counted
+from the train rows with additive (Laplace) smoothing, so an empty bin gets a small
+probability instead of zero. The observations of different models are taken as
+independent given the quality vector.
 
 The problem has a finite horizon of M steps, and the beliefs it can reach are exactly
 one per observation history: B + B^2 + ... + B^M of them. Point-based value
@@ -86,6 +87,7 @@ def estimate(
     levels: int = 2,
     smoothing: float = 1.0,
     weights: Float[Array, " n"] | None = None,
+    joint: bool = False,
 ) -> CascadeEstimate:
     """Counts the prior and observation model from rows (pure; jit- and vmap-able).
 
@@ -96,6 +98,9 @@ def estimate(
         smoothing: added to every count (Laplace smoothing): an empty bin gets
             probability `smoothing / (rows of that state + B * smoothing)`.
         weights: `[n]` row weights (1 by default; 0 drops a row).
+        joint: condition each model's confidence on the whole quality vector
+            (Q * B counts per model); by default only on that model's own answer
+            (L * B), which needs far fewer rows to estimate.
     """
     n, m = obs.scores.shape
     weights = jnp.ones((n,)) if weights is None else weights
@@ -107,8 +112,17 @@ def estimate(
     prior = q_onehot.sum(0) + smoothing
     prior = prior / prior.sum()
     bin_onehot = jax.nn.one_hot(confidence_bins(obs.confidences, bins), bins)
-    counts = jnp.einsum("nq,nmb->mqb", q_onehot, bin_onehot) + smoothing
-    observation = counts / counts.sum(-1, keepdims=True)
+    if joint:
+        counts = jnp.einsum("nq,nmb->mqb", q_onehot, bin_onehot) + smoothing
+        observation = counts / counts.sum(-1, keepdims=True)
+    else:
+        # P(bin of model i | level of model i's own answer), shared by every
+        # quality vector with that level: L * B numbers per model instead of Q * B.
+        own = jax.nn.one_hot(level, levels) * weights[:, None, None]  # [n, M, L]
+        counts = jnp.einsum("nml,nmb->mlb", own, bin_onehot) + smoothing
+        per_level = counts / counts.sum(-1, keepdims=True)  # [M, L, B]
+        qv = jnp.asarray(quality_vectors(m, levels))  # [Q, M]
+        observation = per_level[jnp.arange(m)[:, None], qv.T]  # [M, Q, B]
     # The reward of a level: the mean score of the answers there, shrunk toward the
     # level's midpoint when few answers are there (the midpoint when none are).
     level_onehot = jax.nn.one_hot(level, levels) * weights[:, None, None]
@@ -264,13 +278,14 @@ def lambda_grid(num: int = 48) -> np.ndarray:
     return np.geomspace(1e-3, 1e2, num).astype(np.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("bins", "levels"))
+@functools.partial(jax.jit, static_argnames=("bins", "levels", "joint"))
 def sweep_tables(
     obs: Observations,
     lams: Float[Array, " Λ"],
     bins: int,
     levels: int = 2,
     smoothing: float = 1.0,
+    joint: bool = False,
 ):
     """Estimate on `obs`, solve for every λ, return `[Λ, 1 + H]` policy tables.
 
@@ -278,7 +293,7 @@ def sweep_tables(
     `CascadePomdp`. Also returns the POMDP value of each history's belief `[Λ, H]`.
     """
     m = obs.num_models
-    est = estimate(obs, bins, levels, smoothing)
+    est = estimate(obs, bins, levels, smoothing, joint=joint)
     costs = obs.costs.mean(0)
     scale = 1.0 / jnp.maximum(costs[-1] - costs[0], 1e-6)
     beliefs = history_beliefs(est)
@@ -325,6 +340,8 @@ class CascadePomdp(Policy):
         lam: a fixed λ (in units of one quality point per `C_last - C_first` of
             cost) instead of the sweep.
         budget: keep only λ whose mean train cost is at most this.
+        joint: condition each confidence on the whole quality vector (see
+            `estimate`).
     """
 
     bins: int = 8
@@ -333,6 +350,7 @@ class CascadePomdp(Policy):
     num_lambdas: int = 48
     lam: float | None = None
     budget: float | None = None
+    joint: bool = False
     name = "pomdp"
 
     def __attrs_post_init__(self):
@@ -366,7 +384,9 @@ class CascadePomdp(Policy):
         return self if bins == self.bins else attrs.evolve(self, bins=bins)
 
     def expand(self, grid, obs):
-        tables, _ = sweep_tables(obs, grid, self.bins, self.levels, self.smoothing)
+        tables, _ = sweep_tables(
+            obs, grid, self.bins, self.levels, self.smoothing, self.joint
+        )
         return tables
 
     def describe(self, params):
