@@ -117,9 +117,15 @@ from ._stream import (
 )
 from ._tuned import TunedPolicy, fingerprint, fit, load_tuned, register_family
 
+from . import live, pomdp
+from ._cascade import CascadePomdp
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "CascadePomdp",
+    "live",
+    "pomdp",
     "ShardedBatch",
     "Sweep",
     "lambda_sweep",
