@@ -5,6 +5,8 @@ Mixing Language Models", NeurIPS 2024) as pure JAX functions over a pytree of
 observations.
 """
 
+from . import live, pomdp
+from ._cascade import CascadePomdp
 from ._data import (
     Columns,
     Dataset,
@@ -116,9 +118,6 @@ from ._stream import (
     stream_outcomes,
 )
 from ._tuned import TunedPolicy, fingerprint, fit, load_tuned, register_family
-
-from . import live, pomdp
-from ._cascade import CascadePomdp
 
 __version__ = "0.1.0"
 
