@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from typing import NamedTuple
 
 import attrs
 import jax
@@ -61,8 +62,7 @@ def quality_vectors(num_models: int, levels: int) -> np.ndarray:
     return np.array(list(itertools.product(range(levels), repeat=num_models)))
 
 
-@attrs.frozen
-class CascadeEstimate:
+class CascadeEstimate(NamedTuple):
     """What is counted from the train rows.
 
     Attributes:

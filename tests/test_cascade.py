@@ -78,14 +78,15 @@ def test_point_based_values_equal_exact_dynamic_programming(m):
 
 def test_belief_points_are_on_the_simplex():
     obs = _random_obs(200, 3, seed=1)
-    beliefs = np.asarray(cascade.history_beliefs(cascade.estimate(obs, 5)))
+    beliefs = jax.jit(lambda o: cascade.history_beliefs(cascade.estimate(o, 5)))(obs)
+    beliefs = np.asarray(beliefs)
     assert np.all(beliefs >= 0)
     np.testing.assert_allclose(beliefs.sum(-1), 1.0, atol=1e-5)
 
 
 def test_smoothing_keeps_empty_bins_possible():
     obs = _random_obs(50, 2, seed=3)
-    est = cascade.estimate(obs, 16, smoothing=0.5)
+    est = jax.jit(lambda o: cascade.estimate(o, 16, smoothing=0.5))(obs)
     assert np.all(np.asarray(est.observation) > 0)
 
 
