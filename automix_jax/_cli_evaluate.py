@@ -323,9 +323,9 @@ def write_output_dir(
         reliability=reliability(data, split=args.eval_split),
     )
     with open(os.path.join(out_dir, "table.txt"), "w", encoding="utf-8") as handle:
-        handle.write(format_table(report))
+        handle.write(format_table(report, args.eval_split))
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=1)
+        json.dump(results, handle, indent=1, allow_nan=False)
         handle.write("\n")
     say("drawing the plots")
     write_plots(results, out_dir)
@@ -339,10 +339,10 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir:
         write_output_dir(args, report, data, policies, say)
     if args.json:
-        json.dump(report.to_json(), sys.stdout)
+        json.dump(report.to_json(), sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(format_table(report))
+        sys.stdout.write(format_table(report, args.eval_split))
     return 0
 
 
@@ -352,8 +352,8 @@ def _fmt(stats: dict | None, digits: int = 3) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
-def format_table(report: Report) -> str:
-    """A readable table of a `Report`."""
+def format_table(report: Report, eval_split: str = "val") -> str:
+    """A readable table of a `Report` (figures on the `eval_split` rows)."""
     out = report.to_json()
     lines = [
         f"data: {out['data']}",
@@ -370,7 +370,7 @@ def format_table(report: Report) -> str:
     for note in out["notes"]:
         lines.append(f"note: {note}")
     header = (
-        f"{'policy':<20} {'IBC lift (val)':>18} {'cost':>16} "
+        f"{'policy':<20} {f'IBC lift ({eval_split})':>18} {'cost':>16} "
         f"{'performance':>16} {'gap recovered':>16}"
     )
     lines += ["", header, "-" * len(header)]
@@ -379,7 +379,18 @@ def format_table(report: Report) -> str:
             f"{r['policy']:<20} {_fmt(r['ibc_lift']):>18} {_fmt(r['cost'], 2):>16} "
             f"{_fmt(r['performance']):>16} {_fmt(r['gap_recovered']):>16}"
         )
-    undefined = sorted({m for r in out["results"] for m in r["lift_undefined"]})
-    for message in undefined:
-        lines.append(f"note: {message}")
+    # Each reason once, with the policies it applies to.
+    reasons: dict[str, list[str]] = {}
+    for r in out["results"]:
+        for message in r["lift_undefined"]:
+            reasons.setdefault(message, []).append(r["policy"])
+    for message, names in reasons.items():
+        if len(names) == len(out["results"]) and len(names) > 1:
+            continue  # said once above, for the whole baseline
+        lines.append(f"note ({', '.join(names)}): {message}")
+    if not report.gap_defined:
+        lines.append(
+            "note: gap recovered is undefined: the large model scores no better "
+            "than the small one"
+        )
     return "\n".join(lines) + "\n"

@@ -49,7 +49,7 @@ def run_tune(args) -> dict:
     """Runs the command and returns its JSON object (no printing)."""
     from . import _learned, _soft
     from ._data import demo_path
-    from ._metrics import LiftStatus, baseline, ibc_lift
+    from ._metrics import LiftStatus, baseline, ibc_lift, lift_message
 
     path = args.data or demo_path(args.demo)
     data = load_from_args(args)
@@ -85,13 +85,17 @@ def run_tune(args) -> dict:
     idx = _soft.sample_rows(
         train.num_queries, min(args.train_size, train.num_queries), args.seeds
     )
-    train_lifts = []
+    train_lifts, train_ok = [], []
     for s in range(args.seeds):
         rows = train[idx[s]]
         base = baseline(rows.scores, rows.costs)
         summary = type(val_summary)(tuned.summary.cost[s], tuned.summary.performance[s])
-        train_lifts.append(float(ibc_lift(summary, base, num_rows=len(idx[s])).lift))
+        lift = ibc_lift(summary, base, num_rows=len(idx[s]))
+        train_lifts.append(float(lift.lift))
+        train_ok.append(int(lift.status) == LiftStatus.OK)
+    train_ok = np.asarray(train_ok)
     ok = np.asarray(val_lift.status) == LiftStatus.OK
+    undefined = sorted({int(x) for x in np.asarray(val_lift.status) if x != 0})
     params = np.asarray(tuned.params)
     if args.policy == "learned":
         params_json = [policy.describe(p) for p in params]
@@ -100,11 +104,14 @@ def run_tune(args) -> dict:
     result = {
         "policy": policy.name,
         "ibc_lift": _stats(np.asarray(val_lift.lift)[ok]) if ok.any() else None,
+        "lift_undefined": [lift_message(x) for x in undefined],
         "cost": _stats(val_summary.cost),
         "performance": _stats(val_summary.performance),
         "params": params_json,
         "train": {
-            "ibc_lift": _stats(train_lifts),
+            "ibc_lift": _stats(np.asarray(train_lifts)[train_ok])
+            if train_ok.any()
+            else None,
             "cost": _stats(tuned.summary.cost),
             "performance": _stats(tuned.summary.performance),
         },
@@ -125,20 +132,25 @@ def run_tune(args) -> dict:
 def _handle(args) -> int:
     out = run_tune(args)
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, allow_nan=False))
         return 0
     r = out["results"][0]
-    lift = r["ibc_lift"]["mean"] if r["ibc_lift"] else float("nan")
+
+    def lift_text(stats):
+        return "undefined" if stats is None else f"{stats['mean']:.3f}"
+
     print(f"{r['policy']} on {out['data']} ({out['seeds']} seeds)")
     print(
-        f"  train: lift {r['train']['ibc_lift']['mean']:.3f}  cost "
+        f"  train: lift {lift_text(r['train']['ibc_lift'])}  cost "
         f"{r['train']['cost']['mean']:.3f}  performance "
         f"{r['train']['performance']['mean']:.3f}"
     )
     print(
-        f"  val:   lift {lift:.3f}  cost {r['cost']['mean']:.3f}  performance "
-        f"{r['performance']['mean']:.3f}"
+        f"  val:   lift {lift_text(r['ibc_lift'])}  cost {r['cost']['mean']:.3f}  "
+        f"performance {r['performance']['mean']:.3f}"
     )
+    for message in r["lift_undefined"]:
+        print(f"  note: {message}")
     if out["budget"] is not None:
         met = sum(r["budget_met"])
         print(f"  budget {out['budget']:g}: met on train in {met}/{out['seeds']} seeds")

@@ -232,6 +232,13 @@ def from_records(
                     value=c,
                     fix="pass costs such as --costs 1,50",
                 )
+        if any(b < a for a, b in zip(costs, costs[1:])):
+            raise DataError(
+                f"the costs {list(costs)} fall along the cascade "
+                f"({' -> '.join(models)})",
+                file=source,
+                fix="list the models and their costs cheapest first",
+            )
     score_cols = [columns.for_model(columns.score, x) for x in models]
     conf_cols = [columns.for_model(columns.confidence, x) for x in models]
     answer_cols = [columns.for_model(columns.answer, x) for x in models]
@@ -366,7 +373,8 @@ def _answer_text(value: Any) -> str | None:
 
 
 def _jsonl_records(path: str):
-    with open(path, encoding="utf-8") as handle:
+    # utf-8-sig: a byte-order mark some editors write is skipped, not an error.
+    with open(path, encoding="utf-8-sig") as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -374,7 +382,7 @@ def _jsonl_records(path: str):
                 row = json.loads(text)
             except json.JSONDecodeError as error:
                 raise DataError(
-                    f"the line is not valid JSON ({error.msg} at character "
+                    f"the line is not valid JSON ({error.msg}, character "
                     f"{error.pos}); it may be truncated",
                     file=path,
                     line=number,
@@ -384,7 +392,7 @@ def _jsonl_records(path: str):
 
 
 def _csv_records(path: str):
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         # Line 1 is the header, so the first row is line 2.
         for number, row in enumerate(reader, start=2):

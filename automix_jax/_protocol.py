@@ -32,7 +32,7 @@ from ._metrics import (
 )
 from ._observations import Observations
 from ._policies import Bands, Policy, get_policy
-from ._routing import _summarize, _tune
+from ._routing import _summarize, _tune, cheapest_best
 
 logger = logging.getLogger("automix_jax")
 
@@ -52,7 +52,12 @@ BEST_OF_FAMILIES = ("threshold", "double-threshold", "triple-threshold")
 
 @attrs.frozen
 class PolicyResult:
-    """One policy's figures over the seeds (arrays are `[S]`)."""
+    """One policy's figures over the seeds (arrays are `[S]`).
+
+    `train_lift` is what tuning maximised on each seed's sample: Δ_IBC, or the
+    method's own slope IBC_M where the lift is undefined there; NaN for a policy
+    that is not tuned.
+    """
 
     policy: str
     lift: np.ndarray
@@ -83,6 +88,12 @@ class Report:
     bins: int
     notes: list[str]
 
+    @property
+    def gap_defined(self) -> bool:
+        """Whether "gap recovered" means anything: the large model scores higher."""
+        perf = self.baseline_performance
+        return perf[-1] - perf[0] > 1e-6
+
     def to_json(self) -> dict[str, Any]:
         return {
             "data": self.data,
@@ -101,7 +112,7 @@ class Report:
             "lift_defined": self.baseline_lift_status == LiftStatus.OK,
             "lift_note": lift_message(self.baseline_lift_status) or None,
             "notes": self.notes,
-            "results": [_result_json(r) for r in self.results],
+            "results": [_result_json(r, self.gap_defined) for r in self.results],
         }
 
 
@@ -110,6 +121,8 @@ def _stats(values: np.ndarray, defined: np.ndarray | None = None) -> dict | None
     values = np.asarray(values, dtype=np.float64)
     if defined is not None:
         values = values[defined]
+    # Figures that do not exist (an untuned policy's train objective) are left out.
+    values = values[np.isfinite(values)]
     if values.size == 0:
         return None
     return {
@@ -120,7 +133,7 @@ def _stats(values: np.ndarray, defined: np.ndarray | None = None) -> dict | None
     }
 
 
-def _result_json(result: PolicyResult) -> dict[str, Any]:
+def _result_json(result: PolicyResult, gap_defined: bool) -> dict[str, Any]:
     defined = result.status == LiftStatus.OK
     statuses = sorted({int(s) for s in result.status if s != LiftStatus.OK})
     return {
@@ -129,8 +142,8 @@ def _result_json(result: PolicyResult) -> dict[str, Any]:
         "lift_undefined": [lift_message(s) for s in statuses],
         "cost": _stats(result.cost),
         "performance": _stats(result.performance),
-        "gap_recovered": _stats(result.gap_recovered),
-        "train_ibc_lift": _stats(result.train_lift),
+        "gap_recovered": _stats(result.gap_recovered) if gap_defined else None,
+        "train_objective": _stats(result.train_lift),
         "auc": result.auc,
         "params": result.params,
         "family": result.families,
@@ -178,7 +191,7 @@ def _seeds_family(
         # The best candidate of each segment (the first of equals, as the
         # reference's max over its candidates does).
         value = jnp.where(mine, tuned.objective[None, :], -jnp.inf)
-        index = jnp.argmax(value, axis=1)
+        index = cheapest_best(value, tuned.summary.cost[None, :])
         in_range = jnp.any(mine & tuned.in_range[None, :], axis=1)
         params = jax.tree.map(lambda c: c[index], tuned.candidates)
         summary = jax.vmap(_summarize, in_axes=(None, 0, None, None, None))(

@@ -116,11 +116,26 @@ def score_grid(
     )
 
 
+def cheapest_best(
+    value: Float[Array, "... candidates"], cost: Float[Array, "... candidates"]
+) -> Int[Array, "..."]:
+    """The best candidate along the last axis; of equals, the cheapest, then the first.
+
+    Equal objectives are common (a slope of 0 when the large model is no better,
+    or bins no row falls in), and paying more for the same figure is never the
+    better choice. For thresholds the cheapest of equals is also the first, which
+    is what the AutoMix reference's `max` over its candidates picks.
+    """
+    tied = value == jnp.max(value, axis=-1, keepdims=True)
+    return jnp.argmin(jnp.where(tied, cost, jnp.inf), axis=-1)
+
+
 class Tuned(NamedTuple):
     """The outcome of a grid search.
 
     Attributes:
-        index: `[]` the chosen candidate.
+        index: `[]` the chosen candidate: the best objective, the cheapest of
+            equals.
         candidates: the candidates scored (`policy.expand(grid, obs)`); the choice
             is `jax.tree.map(lambda c: c[index], candidates)`.
         objective: `[C]` what was maximised (see `automix_jax.objective`).
@@ -154,8 +169,8 @@ def _tune(policy, grid, obs, noise, cost_low, cost_high, small, large) -> Tuned:
         # A family with its own budget keeps to it as well as to the range.
         in_range &= summary.cost <= budget
     value = jnp.where(in_range, objective(lift), OBJECTIVE_FLOOR)
-    # argmax takes the first of equal candidates, as the reference's max does.
-    return Tuned(jnp.argmax(value), candidates, value, summary, lift, in_range, base)
+    index = cheapest_best(value, summary.cost)
+    return Tuned(index, candidates, value, summary, lift, in_range, base)
 
 
 @functools.partial(jax.jit, static_argnames=("policy", "small", "large"))

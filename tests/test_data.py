@@ -128,3 +128,16 @@ def test_demo_data_is_bundled():
     )
     assert data.observations.num_queries == 369
     assert os.path.exists(os.path.join(os.path.dirname(am.demo_path()), "SOURCE.md"))
+
+
+def test_costs_must_not_fall_along_the_cascade(tmp_path):
+    with pytest.raises(am.DataError, match=r"costs \[50.0, 1.0\] fall along"):
+        am.load_jsonl(_write(tmp_path, ROWS), ["s", "l"], costs=[50.0, 1.0])
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_text(
+        "\ufeff" + "".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8"
+    )
+    assert am.load_jsonl(str(path), ["s", "l"]).observations.num_queries == 3

@@ -131,3 +131,42 @@ def test_fit_save_load_routes_identically(gsm8k, tmp_path):
     again = am.load_tuned(path)
     obs = gsm8k.split_rows("val").observations
     np.testing.assert_array_equal(again.route(obs), tuned.route(obs))
+
+
+def test_equal_objectives_go_to_the_cheapest_candidate():
+    # The large model is never better: every escalating candidate has slope 0, the
+    # same as never escalating, so the cheapest (route none) must be chosen.
+    scores = np.array([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    conf = np.array([[0.1, 1.0], [0.4, 1.0], [0.6, 1.0], [0.9, 1.0]])
+    obs = am.Observations(scores, conf, [1.0, 50.0], 1.0)
+    grid = am.Threshold().grid(4, 2)
+    tuned = am.tune(am.Threshold(), grid, obs)
+    costs = np.asarray(tuned.summary.cost)
+    assert float(costs[int(tuned.index)]) == costs.min()
+
+
+def test_json_output_is_strict_when_figures_are_undefined(cases_dir, capsys):
+    from automix_jax.cli import main
+
+    path = os.path.join(cases_dir, "large-worse.jsonl")
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                path,
+                "--seeds",
+                "2",
+                "--policy",
+                "threshold",
+                "--policy",
+                "always-large",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    out = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    for r in out["results"]:
+        assert r["ibc_lift"] is None and r["gap_recovered"] is None
