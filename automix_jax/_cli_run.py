@@ -83,6 +83,26 @@ def _summary_lines(summary: RunSummary, out: str, journal: str) -> list[str]:
     return lines
 
 
+def _check_cascade(policy, names: tuple[str, ...], given: str) -> None:
+    """A tuned policy must be for a cascade as long as the endpoints'; a cascade
+    of other names is allowed (live names need not match the logged ones) but said.
+    """
+    if policy.models is None:
+        return
+    if len(policy.models) != len(names):
+        raise PolicyError(
+            f"--policy {given}: tuned for {len(policy.models)} models "
+            f"({' -> '.join(policy.models)}), the endpoints declare {len(names)} "
+            f"({' -> '.join(names)}); tune on a cascade of the same length"
+        )
+    if tuple(policy.models) != tuple(names):
+        print(
+            f"automix-jax run: note: the policy was tuned for "
+            f"{' -> '.join(policy.models)}; routing {' -> '.join(names)} with it",
+            file=sys.stderr,
+        )
+
+
 def _handle(args: argparse.Namespace) -> int:
     if args.verbose:
         handler = logging.StreamHandler(sys.stderr)
@@ -93,6 +113,7 @@ def _handle(args: argparse.Namespace) -> int:
     config = load_endpoints(args.endpoints)
     keys = config.api_keys()
     policy = load_live_policy(args.policy)
+    _check_cascade(policy, config.names(), args.policy)
     queries = read_queries(args.input)
     templates = load_prompts(args.prompts) if args.prompts else PromptTemplates()
     try:

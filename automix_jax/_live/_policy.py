@@ -49,6 +49,8 @@ class LivePolicy:
             that reads no confidence need not pay for one).
         collect: run and verify every model on every query (for data to tune on);
             `escalate` is not consulted.
+        models: the cascade a tuned policy was tuned for (None for the rules
+            given by name), so the runner can check it against the endpoints.
     """
 
     name: str
@@ -56,6 +58,7 @@ class LivePolicy:
     start: int = 0
     verify: bool = True
     collect: bool = False
+    models: tuple[str, ...] | None = None
 
     def __call__(self, step: int, confidences: tuple[float, ...], answer: str) -> bool:
         return bool(self.escalate(step, confidences, answer))
@@ -136,4 +139,7 @@ def _load_tuned_policy(path: Path) -> LivePolicy:
             f"--policy {str(path)!r}: the tuned result has no escalate(step, "
             "confidences, answer) method, so it cannot route live queries"
         )
-    return LivePolicy(f"tuned:{path.name}", decide)
+    models = getattr(tuned, "models", None)
+    return LivePolicy(
+        f"tuned:{path.name}", decide, models=tuple(models) if models else None
+    )
