@@ -113,7 +113,7 @@ def _handle(args: argparse.Namespace) -> int:
     config = load_endpoints(args.endpoints)
     keys = config.api_keys()
     policy = load_live_policy(args.policy)
-    _check_cascade(policy, config.names(), args.policy)
+    _check_cascade(policy, config.names, args.policy)
     queries = read_queries(args.input)
     templates = load_prompts(args.prompts) if args.prompts else PromptTemplates()
     try:
