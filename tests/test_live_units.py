@@ -253,3 +253,17 @@ def test_tuned_file_uses_load_tuned(tmp_path, monkeypatch):
     policy = load_live_policy(str(path))
     assert seen == [path] and policy.verify and not policy.collect
     assert policy(0, (0.0,), "x") and not policy(0, (0.5,), "x")
+
+
+def test_a_tuned_policy_for_another_cascade_length_is_refused(capsys):
+    from automix_jax._cli_run import _check_cascade
+    from automix_jax._errors import PolicyError
+    from automix_jax._live import LivePolicy
+
+    tuned = LivePolicy("tuned:t.json", lambda *a: False, models=("a", "b", "c"))
+    with pytest.raises(PolicyError, match=r"tuned for 3 models \(a -> b -> c\)"):
+        _check_cascade(tuned, ("x", "y"), "t.json")
+    _check_cascade(
+        LivePolicy("tuned", lambda *a: False, models=("a", "b")), ("x", "y"), "t.json"
+    )
+    assert "tuned for a -> b; routing x -> y" in capsys.readouterr().err
