@@ -2,32 +2,9 @@
 
 import json
 
-from automix_jax.cli import main
+from test_pomdp_file import TIGER  # the tiger problem written out by hand
 
-TIGER = """discount: 0.95
-values: reward
-states: tiger-left tiger-right
-actions: listen open-left open-right
-observations: obs-left obs-right
-T: listen
-identity
-T: open-left
-uniform
-T: open-right
-uniform
-O: listen
-0.85 0.15
-0.15 0.85
-O: open-left
-uniform
-O: open-right
-uniform
-R: listen : * : * : * -1
-R: open-left : tiger-left : * : * -100
-R: open-left : tiger-right : * : * 10
-R: open-right : tiger-left : * : * 10
-R: open-right : tiger-right : * : * -100
-"""
+from automix_jax.cli import main
 
 
 def test_solve_json(tmp_path, capsys):
