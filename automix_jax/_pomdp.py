@@ -1106,27 +1106,15 @@ def solve(
     converged = converged or (finite_horizon and iterations == max_iterations)
     alphas.block_until_ready()
     solve_seconds = time.perf_counter() - started
-    # Drop duplicate vectors (several points often share their best vector).
-    stacked = np.concatenate(
-        [
-            np.asarray(alphas),
-            np.asarray(actions, np.float64)[:, None].astype(alphas.dtype),
-        ],
-        axis=1,
-    )
-    _, first = np.unique(stacked, axis=0, return_index=True)
-    first = np.sort(first)
-    alphas = alphas[first]
-    actions = actions[first]
-    return PbviResult(
-        alphas=alphas,
-        actions=actions,
-        beliefs=points,
-        value=float(value(alphas, pomdp.start)),
-        iterations=iterations,
-        converged=converged,
-        compile_seconds=compile_seconds,
-        solve_seconds=solve_seconds,
+    return _result(
+        pomdp,
+        alphas,
+        actions,
+        points,
+        iterations,
+        converged,
+        compile_seconds,
+        solve_seconds,
     )
 
 
@@ -1323,6 +1311,7 @@ def _result(
     pomdp, alphas, actions, points, iterations, converged, compile_s, solve_s
 ) -> PbviResult:
     """Drop duplicate vectors and package a `PbviResult`."""
+    # Several points often share their best vector; keep each vector once.
     stacked = np.concatenate(
         [
             np.asarray(alphas),
