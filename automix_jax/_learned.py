@@ -33,7 +33,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import attrs
 import equinox as eqx
@@ -160,7 +160,8 @@ class LearnedRouter(_Margins, Policy):
         feature_names: the F features per model (`Features.names`).
         mean: `[M * F]` feature means used to standardise (a tuple).
         scale: `[M * F]` feature standard deviations (a tuple; 1 where constant).
-        hidden: H, hidden units of the one hidden layer (tanh).
+        hidden: H, hidden units of each hidden layer (tanh).
+        depth: the number of hidden layers.
     """
 
     num_models: int
@@ -168,6 +169,7 @@ class LearnedRouter(_Margins, Policy):
     mean: tuple[float, ...] = ()
     scale: tuple[float, ...] = ()
     hidden: int = 16
+    depth: int = 1
     name = "learned"
 
     @classmethod
@@ -193,7 +195,12 @@ class LearnedRouter(_Margins, Policy):
 
     def _mlp(self, key) -> eqx.nn.MLP:
         return eqx.nn.MLP(
-            self._in_size, "scalar", self.hidden, 1, activation=jnp.tanh, key=key
+            self._in_size,
+            "scalar",
+            self.hidden,
+            self.depth,
+            activation=jnp.tanh,
+            key=key,
         )
 
     def init_params(self, key=None) -> Float[Array, " params"]:
@@ -312,6 +319,7 @@ def router_to_tuned(
             "mean": list(router.mean),
             "scale": list(router.scale),
             "hidden": router.hidden,
+            "depth": router.depth,
         },
         version=__version__,
         **fields,
@@ -328,6 +336,7 @@ def router_from_tuned(tuned: TunedPolicy) -> LearnedRouter:
             mean=tuple(float(x) for x in extra["mean"]),
             scale=tuple(float(x) for x in extra["scale"]),
             hidden=int(extra["hidden"]),
+            depth=int(extra.get("depth", 1)),
         )
     except KeyError as error:
         raise PolicyError(
@@ -336,3 +345,94 @@ def router_from_tuned(tuned: TunedPolicy) -> LearnedRouter:
 
 
 register_family("learned", router_from_tuned)
+
+
+@attrs.frozen
+class TrainedLearned(Policy):
+    """A confidence-only learned router trained on the rows being tuned on.
+
+    What a `LearnedSpec` compiles to for `automix_jax.evaluate`: every seed's
+    `expand` initialises the MLP (from `seed`), trains it with `tune_soft`'s
+    annealed loop (and budget shift) on its own train sample, and returns the
+    weights as the single candidate. The router is built for the cascade's length
+    when traced; confidences, already in [0, 1], are centred at 0.5 and scaled by
+    0.5 rather than standardised on data.
+
+    Attributes:
+        hidden: units per hidden layer.
+        depth: hidden layers.
+        config: the training schedule.
+        budget: a mean-cost budget, or None.
+        seed: seeds the initial weights.
+    """
+
+    hidden: int = 16
+    depth: int = 1
+    config: Any = None
+    budget: float | None = None
+    seed: int = 0
+    name = "learned"
+
+    def router(self, num_models: int) -> LearnedRouter:
+        return LearnedRouter(
+            num_models=num_models,
+            mean=(0.5,) * num_models,
+            scale=(0.5,) * num_models,
+            hidden=self.hidden,
+            depth=self.depth,
+        )
+
+    def decide(self, params, query):
+        return self.router(query.confidences.shape[0]).decide(params, query)
+
+    def grid(self, bins, num_models):
+        # The candidate comes from training (`expand`); the grid is a placeholder.
+        return np.zeros((1,), dtype=np.float32)
+
+    def expand(self, grid, obs):
+        from ._soft import TrainConfig, _tune_core
+
+        router = self.router(obs.num_models)
+        start = router.init_params(jax.random.key(self.seed))
+        budget = None if self.budget is None else jnp.float32(self.budget)
+        config = self.config if self.config is not None else TrainConfig()
+        tuned = _tune_core(
+            router, start[None], obs, router.inputs(obs), budget, config, False
+        )
+        return tuned.params[None]
+
+    def describe(self, params):
+        return {
+            "weights": len(np.asarray(params)),
+            "hidden": [self.hidden] * self.depth,
+        }
+
+
+def _from_spec(spec) -> TrainedLearned:
+    """The policy a `LearnedSpec` (see `automix_jax._specs`) describes."""
+    from ._soft import TrainConfig
+    from ._specs import SpecError
+
+    if len(set(spec.hidden)) != 1:
+        raise SpecError(
+            f"hidden: the learned router's layers have one width, got {spec.hidden}"
+        )
+    config = TrainConfig(
+        steps=spec.steps, learning_rate=spec.learning_rate, optimizer=spec.optimizer
+    )
+    return TrainedLearned(
+        hidden=spec.hidden[0],
+        depth=len(spec.hidden),
+        config=config,
+        budget=spec.budget,
+        seed=spec.seed,
+    )
+
+
+def _register_spec() -> None:
+    from ._specs import register_spec_family
+
+    register_spec_family("learned", _from_spec)
+
+
+_register_spec()

@@ -101,6 +101,8 @@ __all__ = [
 _BISECTION_STEPS = 48
 
 
+_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "adamw": optax.adamw}
+
 # --------------------------------------------------------------------------------
 # Soft policy families: a hard rule "margin >= 0" and a soft one.
 # --------------------------------------------------------------------------------
@@ -412,6 +414,8 @@ class TrainConfig:
             small-to-large cost gap).
         multiplier_rate: the step of the projected gradient ascent on the
             Lagrange multiplier.
+        optimizer: the optax optimiser of the policy parameters: "adam", "sgd"
+            or "adamw".
     """
 
     steps: int = 300
@@ -420,8 +424,14 @@ class TrainConfig:
     temperature_end: float = 0.002
     penalty: float = 20.0
     multiplier_rate: float = 0.5
+    optimizer: str = "adam"
 
     def __attrs_post_init__(self):
+        if self.optimizer not in _OPTIMIZERS:
+            raise PolicyError(
+                f"`optimizer` must be one of {', '.join(_OPTIMIZERS)}, got "
+                f"{self.optimizer!r}"
+            )
         if self.steps < 1:
             raise PolicyError(f"`steps` must be at least 1, got {self.steps}")
         if not 0 < self.temperature_end <= self.temperature_start:
@@ -496,7 +506,7 @@ def make_step(policy: _Margins, config: TrainConfig, obs, inputs, budget):
     Exposed so that tests can count its traces; `fit` scans it.
     """
     base = baseline(obs.scores, obs.costs)
-    optimiser = optax.adam(config.learning_rate)
+    optimiser = _OPTIMIZERS[config.optimizer](config.learning_rate)
 
     def loss(params, multiplier, temperature):
         summary = _expected(policy.margins(params, inputs), obs, temperature)
@@ -892,3 +902,86 @@ def tune_seeds(
 register_family("soft-threshold", lambda tuned: SoftThreshold())
 register_family("soft-cascade", lambda tuned: SoftCascade())
 register_family("soft-bands", lambda tuned: SoftBands(count=len(tuned.params)))
+
+
+# --------------------------------------------------------------------------------
+# Soft tuning inside the evaluation protocol (what a `SoftSpec` compiles to).
+# --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class TrainedSoft(Policy):
+    """A soft family whose one candidate is trained on the rows being tuned on.
+
+    In `automix_jax.evaluate` every seed calls `expand` on its own train sample:
+    it runs `tune_soft`'s steps (best grid start, annealing, the budget's
+    feasibility shift, the exact polish for a shared threshold) inside the jitted,
+    seed-vmapped protocol and returns the trained hard parameters as the single
+    candidate. Routing is the hard parent family's.
+
+    Attributes:
+        base: `SoftThreshold()`, `SoftCascade()` or `SoftBands(...)`.
+        config: the training schedule.
+        budget: a mean-cost budget (also kept by the protocol), or None.
+        bins: B of the start grid.
+    """
+
+    base: Any = attrs.field(factory=SoftThreshold)
+    config: TrainConfig = attrs.field(factory=TrainConfig)
+    budget: float | None = None
+    bins: int = 8
+    name = "soft"
+
+    def decide(self, params, query):
+        return self.base.decide(params, query)
+
+    def grid(self, bins, num_models):
+        base = self.base
+        if isinstance(base, SoftThreshold) and num_models > 2:
+            base = SoftCascade()
+        return np.asarray(base.grid(self.bins, num_models), dtype=np.float32)
+
+    def expand(self, grid, obs):
+        base = self.base
+        if isinstance(base, SoftThreshold) and obs.num_models > 2:
+            base = SoftCascade()
+        budget = None if self.budget is None else jnp.float32(self.budget)
+        tuned = _tune_core(
+            base,
+            grid,
+            obs,
+            base.inputs(obs),
+            budget,
+            self.config,
+            isinstance(base, SoftThreshold),
+        )
+        return jax.tree.map(lambda p: p[None], tuned.params)
+
+    def describe(self, params):
+        return self.base.describe(params)
+
+
+def _from_spec(spec) -> TrainedSoft:
+    """The policy a `SoftSpec` (see `automix_jax._specs`) describes."""
+    base = {
+        "threshold": SoftThreshold(),
+        "cascade": SoftCascade(),
+        "bands": SoftBands(),
+    }[spec.form]
+    config = TrainConfig(
+        steps=spec.steps,
+        learning_rate=spec.learning_rate,
+        temperature_start=spec.temperature_start,
+        temperature_end=spec.temperature_end,
+        optimizer=spec.optimizer,
+    )
+    return TrainedSoft(base=base, config=config, budget=spec.budget)
+
+
+def _register_spec() -> None:
+    from ._specs import register_spec_family
+
+    register_spec_family("soft", _from_spec)
+
+
+_register_spec()
