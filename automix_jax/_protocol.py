@@ -466,9 +466,12 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
         offsets = np.cumsum([0, *sizes])
         for f, (policy, grid) in enumerate(zip(group, grids)):
             if not in_range[:, f].all():
+                budget = getattr(policy, "budget", None)
+                limit = f" within its budget {budget:g}" if budget is not None else ""
                 raise DegenerateError(
                     f"no candidate of policy {policy.name!r} has a mean train cost "
-                    f"in [{low:g}, {high:g}]; widen the cost range"
+                    f"in [{low:g}, {high:g}]{limit}; widen the cost range"
+                    + (" or raise the budget" if budget is not None else "")
                 )
             outputs[policy.name] = _FamilyOutput(
                 policy=policy,

@@ -932,19 +932,21 @@ class TrainedSoft(Policy):
     bins: int = 8
     name = "soft"
 
+    def family(self, num_models: int):
+        """The soft family for M models: one threshold per step beyond two."""
+        if isinstance(self.base, SoftThreshold) and num_models > 2:
+            return SoftCascade()
+        return self.base
+
     def decide(self, params, query):
-        return self.base.decide(params, query)
+        return self.family(query.confidences.shape[0]).decide(params, query)
 
     def grid(self, bins, num_models):
-        base = self.base
-        if isinstance(base, SoftThreshold) and num_models > 2:
-            base = SoftCascade()
-        return np.asarray(base.grid(self.bins, num_models), dtype=np.float32)
+        family = self.family(num_models)
+        return np.asarray(family.grid(self.bins, num_models), dtype=np.float32)
 
     def expand(self, grid, obs):
-        base = self.base
-        if isinstance(base, SoftThreshold) and obs.num_models > 2:
-            base = SoftCascade()
+        base = self.family(obs.num_models)
         budget = None if self.budget is None else jnp.float32(self.budget)
         tuned = _tune_core(
             base,
