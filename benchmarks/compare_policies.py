@@ -2,9 +2,11 @@
 
 On the bundled real runs (GSM8K with two models, Date Understanding with three), runs
 the AutoMix protocol for the cascade POMDP, threshold, double threshold, chained
-thresholds and best-of, and, on GSM8K, the reference implementation's own union
-search (`AutomixUnion(POMDPSimple, GreedyPOMDP, DoubleThreshold, Threshold)` from
-`automix-llm` 1.0.3, when installed) on the same seeds' samples.
+thresholds, best-of, the soft (annealed) router and the confidence-only learned
+router (both trained on each seed's sample), and, on GSM8K, the reference
+implementation's own union search (`AutomixUnion(POMDPSimple, GreedyPOMDP,
+DoubleThreshold, Threshold)` from `automix-llm` 1.0.3, when installed) on the same
+seeds' samples.
 
 The reference's POMDPSimple reads a `category` column that the data do not have; it is
 derived here as GOOD (the small model is right), NEEDY (the small model is wrong and
@@ -23,8 +25,18 @@ import json
 import numpy as np
 
 import automix_jax as am
+from automix_jax._learned import TrainedLearned
+from automix_jax._soft import TrainedSoft
 
-FAMILIES = ("pomdp", "threshold", "double-threshold", "chained-threshold", "best-of")
+FAMILIES = (
+    "pomdp",
+    "threshold",
+    "double-threshold",
+    "chained-threshold",
+    "best-of",
+    TrainedSoft(),
+    TrainedLearned(),
+)
 
 
 def _table(report, title):
