@@ -160,10 +160,23 @@ def _handle(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_EXAMPLES = """\
+examples:
+  automix-jax run --endpoints examples/endpoints.toml --input questions.jsonl \\
+      --policy threshold:0.5 --out results.jsonl
+  automix-jax run --endpoints endpoints.toml --input questions.jsonl \\
+      --policy collect --out logged.jsonl          # every model, to tune on
+  automix-jax run --endpoints endpoints.toml --input questions.jsonl \\
+      --policy tuned.json --out results.jsonl      # a policy saved by evaluate
+"""
+
+
 def register(subparsers: Any) -> None:
     """Add the `run` subcommand to the CLI's subparsers."""
     parser = subparsers.add_parser(
         "run",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="route questions live over OpenAI-compatible endpoints",
         description=(
             "Answer each question with the cheapest model, let it verify its answer "

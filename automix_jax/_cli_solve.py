@@ -9,11 +9,20 @@ from ._errors import AutomixError
 from ._pomdp import solve
 from ._pomdp_file import read_pomdp
 
+SOLVE_EXAMPLES = """\
+examples:
+  automix-jax solve Tiger.pomdp
+  automix-jax solve TagAvoid.pomdp --time-limit 60 --json
+  automix-jax solve Hallway.pomdp --method pbvi --belief-points 1024
+"""
+
 
 def register(subparsers) -> None:
     """Adds the `solve` subcommand to `subparsers` (from `add_subparsers`)."""
     parser = subparsers.add_parser(
         "solve",
+        epilog=SOLVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="solve a POMDP in Cassandra's .pomdp format by point-based value "
         "iteration",
         description=(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -12,9 +13,20 @@ from ._errors import PolicyError
 __all__ = ["register"]
 
 
+TUNE_EXAMPLES = """\
+examples:
+  automix-jax tune --policy soft --json
+  automix-jax tune --policy soft --budget 20 --seeds 10 --train-size 100
+  automix-jax tune --policy learned --demo date --models llama13b,gpt35,gpt4 \\
+      --costs 1,10,50
+"""
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "tune",
+        epilog=TUNE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="tune a soft (differentiable) or learned router by gradient",
         description=(
             "Tunes a soft threshold policy (or, with three or more models, one "
