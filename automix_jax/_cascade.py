@@ -50,11 +50,17 @@ ANSWER, ESCALATE = 0, 1
 def confidence_bins(confidences: Float[Array, "..."], bins: int) -> Int[Array, "..."]:
     """The bin of each confidence: k where k/B <= c < (k+1)/B, and 1.0 in the last.
 
-    The inner edges are the float32 nearest to k/B (see `bin_edges`), so a
-    confidence equal to an edge falls in the bin that starts there.
+    The edges are the floats nearest to k/B (see `bin_edges`), so a confidence
+    equal to an edge falls in the bin that starts there.
     """
-    inner = jnp.asarray(bin_edges(bins)[1:-1])
-    return jnp.searchsorted(inner, confidences, side="right").astype(jnp.int32)
+    edges = jnp.asarray(bin_edges(bins))
+    # floor(c * B) is the bin up to one rounding step either way; one comparison
+    # with each neighbouring edge settles it (cheaper than a search per value).
+    guess = jnp.clip(jnp.floor(confidences * bins), 0, bins - 1).astype(jnp.int32)
+    up = (guess < bins - 1) & (confidences >= edges[jnp.minimum(guess + 1, bins)])
+    guess = guess + up
+    down = (guess > 0) & (confidences < edges[guess])
+    return guess - down
 
 
 def quality_vectors(num_models: int, levels: int) -> np.ndarray:

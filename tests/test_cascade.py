@@ -116,3 +116,22 @@ def test_pomdp_in_the_protocol_on_three_real_models():
     table = np.asarray([params["lambda"], *params["escalate"]], np.float32)
     summary = am.summarize(cascade.CascadePomdp(), table, val)
     assert float(summary.cost) == pytest.approx(pomdp["cost"]["min"], rel=1e-5)
+
+
+@given(st.integers(1, 40), st.data())
+def test_confidence_bins_match_a_search_over_the_edges(bins, data):
+    k = data.draw(st.integers(0, bins))
+    edge = np.float32(k / bins)
+    values = np.array(
+        [
+            edge,
+            np.nextafter(edge, np.float32(2)),
+            np.nextafter(edge, np.float32(-1)),
+            data.draw(st.floats(0, 1, width=32)),
+        ],
+        dtype=np.float32,
+    )
+    values = np.clip(values, 0, 1)
+    expected = np.searchsorted(am.bin_edges(bins)[1:-1], values, side="right")
+    got = np.asarray(cascade.confidence_bins(jax.numpy.asarray(values), bins))
+    np.testing.assert_array_equal(got, expected)
