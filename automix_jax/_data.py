@@ -166,6 +166,34 @@ def _number(
     return number
 
 
+def _missing(what: str, *, file: str, line: int, column: str, fix: str) -> DataError:
+    """The error for a row that lacks a column."""
+    return DataError(
+        f"the {what} column is missing", file=file, line=line, column=column, fix=fix
+    )
+
+
+def _bounded(
+    row: Mapping[str, Any],
+    column: str,
+    *,
+    what: str,
+    low: float,
+    high: float,
+    reason: str,
+    fix: str,
+    file: str,
+    line: int,
+) -> float:
+    """A numeric cell that must lie in [low, high]."""
+    value = _number(row[column], file=file, line=line, column=column, what=what)
+    if not low <= value <= high:
+        raise DataError(
+            reason, file=file, line=line, column=column, value=row[column], fix=fix
+        )
+    return value
+
+
 def from_records(
     records: Iterable[tuple[int, Mapping[str, Any]]],
     models: Sequence[str],
@@ -256,8 +284,8 @@ def from_records(
             )
         for col in score_cols:
             if col not in row and require_labels:
-                raise DataError(
-                    "the score column is missing",
+                raise _missing(
+                    "score",
                     file=source,
                     line=line,
                     column=col,
@@ -285,51 +313,53 @@ def from_records(
                     # The last model's answer always stands: its confidence is unused.
                     conf_row.append(1.0)
                     continue
-                raise DataError(
-                    "the confidence column is missing",
+                raise _missing(
+                    "confidence",
                     file=source,
                     line=line,
                     column=c,
                     fix="name it with --confidence-column (e.g. '{model}_confidence')",
                 )
-            value = _number(row[c], file=source, line=line, column=c, what="confidence")
-            if not 0.0 <= value <= 1.0:
-                raise DataError(
-                    "the confidence is outside [0, 1]",
-                    file=source,
-                    line=line,
-                    column=c,
-                    value=row[c],
-                    fix="verifier confidences are probabilities; clip or fix the row",
-                )
+            value = _bounded(
+                row,
+                c,
+                what="confidence",
+                low=0.0,
+                high=1.0,
+                reason="the confidence is outside [0, 1]",
+                fix="verifier confidences are probabilities; clip or fix the row",
+                file=source,
+                line=line,
+            )
             conf_row.append(value)
         confs.append(conf_row)
         if cost_cols is not None:
             cost_row = []
             for c in cost_cols:
                 if c not in row:
-                    raise DataError(
-                        "the cost column is missing",
+                    raise _missing(
+                        "cost",
                         file=source,
                         line=line,
                         column=c,
                         fix="give a cost on every row or use per-model --costs",
                     )
-                value = _number(row[c], file=source, line=line, column=c, what="cost")
-                if value < 0:
-                    raise DataError(
-                        "the cost is negative",
-                        file=source,
-                        line=line,
-                        column=c,
-                        value=row[c],
-                        fix="costs must be >= 0",
-                    )
+                value = _bounded(
+                    row,
+                    c,
+                    what="cost",
+                    low=0.0,
+                    high=math.inf,
+                    reason="the cost is negative",
+                    fix="costs must be >= 0",
+                    file=source,
+                    line=line,
+                )
                 cost_row.append(value)
             row_costs.append(cost_row)
         if columns.split not in row and require_labels:
-            raise DataError(
-                "the split column is missing",
+            raise _missing(
+                "split",
                 file=source,
                 line=line,
                 column=columns.split,
