@@ -387,8 +387,6 @@ class _FamilyOutput(NamedTuple):
     """One family's protocol outputs; per-seed fields are `[S]`."""
 
     policy: Policy
-    grid: Any
-    index: np.ndarray
     params: list
     train_objective: np.ndarray
     summary: Summary
@@ -422,8 +420,6 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
         for f, policy in enumerate(fixed):
             outputs[policy.name] = _FamilyOutput(
                 policy=policy,
-                grid=np.asarray(policy.grid(bins, m)),
-                index=np.zeros(seeds, dtype=int),
                 params=[None] * seeds,
                 train_objective=np.full(seeds, np.nan),
                 summary=jax.tree.map(lambda x, f=f: np.repeat(x[f], seeds), summary),
@@ -432,7 +428,8 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
             )
     for group in groups:
         grids = [p.grid(bins, m) for p in group]
-        if len(group) > 1 or isinstance(group[0], Bands):
+        if isinstance(group[0], Bands):
+            # Every band family is scored by the one band kernel.
             kernel = Bands()
             kernel_grid = np.concatenate([p.as_bands(g) for p, g in zip(group, grids)])
         else:
@@ -443,8 +440,11 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
         if kernel.needs_noise:
             # Host-made draws, one per seed, query and model.
             rngs = [np.random.default_rng([seed, s]) for s in range(seeds)]
-            train_noise = np.stack([r.random(train.confidences.shape) for r in rngs])
-            val_noise = np.stack([r.random(val.confidences.shape) for r in rngs])
+            shapes = train.confidences.shape, val.confidences.shape
+            train_noise, val_noise = (
+                np.stack([r.random(shape) for r in rngs]).astype(np.float32)
+                for shape in shapes
+            )
         per_seed, auc = _seeds_family(
             kernel,
             kernel_grid,
@@ -453,8 +453,8 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
             train,
             idx,
             val,
-            train_noise.astype(np.float32) if train_noise is not None else None,
-            val_noise.astype(np.float32) if val_noise is not None else None,
+            train_noise,
+            val_noise,
             low,
             high,
             small,
@@ -475,8 +475,6 @@ def _run_families(families, data, bins, train, idx, val, seed, low, high, small,
                 )
             outputs[policy.name] = _FamilyOutput(
                 policy=policy,
-                grid=np.asarray(grid),
-                index=index[:, f] - offsets[f],
                 params=[np.asarray(grid)[i] for i in index[:, f] - offsets[f]]
                 if isinstance(kernel, Bands)
                 else list(chosen[:, f]),
