@@ -412,12 +412,10 @@ def _from_spec(spec) -> CascadePomdp:
     )
 
 
-def _register() -> None:
-    try:
-        from ._specs import register_spec_family
-    except ImportError:  # specs are optional for the numerical core
-        return
+def _register_spec() -> None:
+    from ._specs import register_spec_family
+
     register_spec_family("pomdp", _from_spec)
 
 
-_register()
+_register_spec()
