@@ -1190,9 +1190,7 @@ def fit_spec(
     Returns:
         A `TunedPolicy` whose `spec` field rebuilds the policy on load.
     """
-    from ._metrics import objective
-    from ._routing import tune
-    from ._tuned import fit
+    from ._tuned import fit_with_objective
 
     compiled = spec.compile()
     rows = (
@@ -1202,7 +1200,8 @@ def fit_spec(
     )
     best, best_value = None, -np.inf
     for policy in compiled.policies:
-        tuned = fit(
+        # A best-of keeps the member whose choice has the best train objective.
+        tuned, value = fit_with_objective(
             rows,
             policy,
             bins=bins,
@@ -1211,17 +1210,7 @@ def fit_spec(
             small=small,
             large=large,
         )
-        if not compiled.best_of:
-            best = tuned
-            break
-        # The objective of the chosen candidate, to compare the members.
-        part = rows if train_split is None else rows.split_rows(train_split)
-        policy = policy.with_bins(bins)
-        grid = policy.grid(bins, part.observations.num_models)
-        low, high = cost_range if cost_range is not None else (-np.inf, np.inf)
-        result = tune(policy, grid, part.observations, None, (low, high), small, large)
-        value = float(objective(result.lift)[int(result.index)])
-        if value > best_value:
+        if best is None or value > best_value:
             best, best_value = tuned, value
     assert best is not None
     chosen = next(

@@ -231,6 +231,29 @@ def fit(
     Raises:
         DegenerateError: no candidate lies in `cost_range`.
     """
+    tuned, _ = fit_with_objective(
+        data,
+        policy,
+        bins=bins,
+        train_split=train_split,
+        cost_range=cost_range,
+        small=small,
+        large=large,
+    )
+    return tuned
+
+
+def fit_with_objective(
+    data: Dataset,
+    policy: str | Policy,
+    *,
+    bins: int = 8,
+    train_split: str | None = "train",
+    cost_range: tuple[float, float] | None = None,
+    small: int = 0,
+    large: int = -1,
+) -> tuple[TunedPolicy, float]:
+    """`fit`, and the train objective of its choice (to compare families)."""
     from . import __version__
     from ._errors import DegenerateError
     from ._routing import tune
@@ -250,7 +273,7 @@ def fit(
     params = chosen.tolist()
     obs = data.observations
     costs = np.asarray(obs.costs)
-    return TunedPolicy(
+    result = TunedPolicy(
         policy=family.name,
         params=params,
         models=tuple(data.models),
@@ -260,3 +283,4 @@ def fit(
         extra={"bins": bins},
         version=__version__,
     )
+    return result, float(tuned.objective[int(tuned.index)])
